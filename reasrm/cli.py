@@ -1,0 +1,163 @@
+"""The ``reasrm`` command. User errors print one clean message per problem and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+
+from reasrm.errors import ReasrmError
+
+log = logging.getLogger("reasrm")
+
+# `reasrm judge` flags: each is sugar for a `key=value` override of the judge config.
+_JUDGE_FLAGS = {
+    "model": ("--model", str, "hub id, local HF folder or .gguf file (default: the embedded default)"),
+    "pairs": ("--pairs", str, "input JSONL of pairs"),
+    "output": ("--output", str, "output JSONL, one line per pair"),
+    "prompt_format": ("--prompt-format", str, "prompt format name or .yaml path (default: the judge card's)"),
+    "backend": ("--backend", str, "hf (default) or vllm"),
+    "generation.batch_size": ("--batch-size", int, "judge calls generated together"),
+    "generation.max_new_tokens": ("--max-new-tokens", int, "most tokens the judge may write per call"),
+    "generation.temperature": ("--temperature", float, "0 = greedy (default)"),
+    "seed": ("--seed", int, "seeds the slot of the chosen response"),
+}
+_JUDGE_SWITCHES = {
+    "both_orders": ("--both-orders", "judge (A,B) and (B,A) and aggregate"),
+    "resume": ("--resume", "continue an interrupted run without redoing finished pairs"),
+    "overwrite": ("--overwrite", "replace an existing output file"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except ReasrmError as e:
+        for line in str(e).splitlines():
+            print(f"reasrm: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reasrm: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasrm", description="Train and use reasoning reward models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    judge = commands.add_parser(
+        "judge",
+        help="judge the pairs of a JSONL file",
+        description="Judge every pair of a JSONL file; write one JSON line per pair (resumable).",
+        epilog=textwrap.dedent("""\
+            example: reasrm judge --pairs pairs.jsonl --output out.jsonl --both-orders
+                     reasrm judge stages/judge.yaml generation.max_new_tokens=256"""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    judge.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]", help="config file and overrides")
+    for key, (flag, kind, text) in _JUDGE_FLAGS.items():
+        judge.add_argument(flag, dest=key, type=kind, help=text)
+    for key, (flag, text) in _JUDGE_SWITCHES.items():
+        judge.add_argument(flag, dest=key, action="store_true", default=None, help=text)
+    judge.add_argument("--show", action="store_true", help="print each judgement readably as it lands")
+    judge.set_defaults(func=_judge)
+
+    for name, func, text in (
+        ("validate", _validate, "check configs and report every problem at once"),
+        ("print-config", _print_config, "print the resolved config"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("config", metavar="CONFIG.yaml")
+        sub.add_argument("overrides", nargs="*", metavar="key=value")
+        sub.set_defaults(func=func)
+    return parser
+
+
+def _split(args: list[str]) -> tuple[str | None, list[str]]:
+    """An optional leading config path, then key=value overrides."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from reasrm.config import JudgeConfig, load_config
+
+    path, overrides = _split(args.args)
+    for key in [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]:
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(path, overrides, schema=JudgeConfig)
+
+    from transformers.utils import logging as hf_logging
+
+    from reasrm.judge import run, summarize
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    output = run(cfg, show=_show if args.show else None)
+
+    import json
+
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    stats = summarize(records)
+    log.info("wrote %s (%d pairs; config beside it)", output, stats["pairs"])
+    log.info("  status      %s", ", ".join(f"{k} {v}" for k, v in stats["statuses"].items()))
+    if stats["a_rate"] is not None:
+        log.info("  A-rate      %.3f of valid verdicts", stats["a_rate"])
+    if "accuracy" in stats:
+        log.info(
+            "  accuracy    %.3f (invalid counts as wrong; label-prior baseline %.3f)",
+            stats["accuracy"],
+            stats["label_prior"],
+        )
+    if "flip_rate" in stats:
+        log.info("  flip rate   %.3f of pairs judged validly in both orders", stats["flip_rate"])
+    return 0
+
+
+def _show(judgement, pair) -> None:
+    v = judgement.verdict
+    call = judgement.calls[0]
+    question = pair.context[-1]["content"]
+    print(f"\n=== pair {pair.id}: {_clip(question, 100)}")
+    if call.chosen_slot:
+        print(f"  label       chosen response in slot {call.chosen_slot}")
+    print(f"  task type   {v.task_type or '-'}")
+    if v.rubric is not None:
+        print(f"  rubric      {_clip(v.rubric, 300)}")
+    if v.solution is not None:
+        print(f"  solution    {_clip(v.solution, 300)}")
+    if v.rubric is None and v.solution is None:
+        print(f"  judge wrote {_clip(judgement.text, 300)}")
+    winner = f" -> {judgement.winner}" if judgement.winner else ""
+    print(f"  verdict     {v.choice or '-'} (status {v.status}){winner}")
+
+
+def _clip(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from reasrm.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    print(f"{args.config}: ok ({cfg.stage})")
+    return 0
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    from reasrm.config import load_config, to_yaml
+
+    print(to_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The judge: load a reasoning reward model and turn pairs into parsed verdicts.
+
+``Judge.from_pretrained`` takes a hub id, a local HF folder, a GGUF file or a reasrm checkpoint (whose
+judge card names its prompt format). ``Judge.judge`` renders each pair with the one prompt renderer,
+generates through a backend, and parses every completion with the verdict grammar in lenient mode.
+
+Labelled pairs (chosen/rejected) put the chosen response in a seeded slot, recorded per call; with
+``both_orders=True`` each pair is also judged with the slots swapped, and the two verdicts aggregate:
+the same response twice -> that verdict; different responses -> no verdict, status ``inconsistent``
+(a position flip); an invalid verdict in either order -> no verdict, with that order's status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from reasrm.backends import Generation, load_backend
+from reasrm.card import JudgeCard
+from reasrm.config import GenerationConfig, JudgeConfig, save_config, to_yaml
+from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
+from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.jsonl import ResumableJsonl
+from reasrm.prompts import PromptFormat, available_formats, load_format, render
+from reasrm.verdict import Verdict, parse_verdict
+
+EMBEDDED_FORMAT = "rm-r1-instruct"  # what the embedded default is prompted with when nothing else is named
+
+
+@dataclass(frozen=True)
+class Call:
+    """One judge call: one pair in one slot order."""
+
+    order: str  # "AB": the pair's first slot assignment; "BA": swapped
+    chosen_slot: str | None  # slot of the chosen response (labelled pairs)
+    text: str
+    verdict: Verdict
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+    @property
+    def winner(self) -> str | None:
+        return _winner(self.verdict.choice, self.chosen_slot)
+
+    def to_dict(self) -> dict:
+        return {
+            "order": self.order,
+            "chosen_slot": self.chosen_slot,
+            "text": self.text,
+            "verdict": self.verdict.to_dict(),
+            "winner": self.winner,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The judge's decision on one pair. ``verdict`` letters refer to the first call's slots."""
+
+    pair_id: str
+    verdict: Verdict
+    calls: tuple[Call, ...]
+    flip: bool | None  # both orders, both valid: True when they named different responses
+
+    @property
+    def text(self) -> str:
+        return self.calls[0].text
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    @property
+    def winner(self) -> str | None:
+        """``"chosen"`` / ``"rejected"`` for labelled pairs with a valid verdict, else None."""
+        return _winner(self.verdict.choice, self.calls[0].chosen_slot)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.pair_id,
+            "orders": [c.order for c in self.calls],
+            "verdict": self.verdict.to_dict(),
+            "status": self.status,
+            "winner": self.winner,
+            "flip": self.flip,
+            "text": self.text,
+            "calls": [c.to_dict() for c in self.calls],
+            "seconds": round(sum(c.seconds for c in self.calls), 4),
+        }
+
+
+class Judge:
+    def __init__(
+        self,
+        backend,
+        prompt_format: PromptFormat,
+        generation: GenerationConfig | None = None,
+        card: JudgeCard | None = None,
+    ):
+        self.backend = backend
+        self.prompt_format = prompt_format
+        self.generation = generation or GenerationConfig()
+        self.card = card
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | None = None,
+        backend: str = "hf",
+        prompt_format: str | None = None,
+        generation: GenerationConfig | None = None,
+        **backend_kwargs,
+    ) -> Judge:
+        """Load a judge. ``name_or_path=None`` is the embedded default; ``prompt_format`` overrides the card."""
+        card = read_card(name_or_path)
+        fmt = load_format(resolve_format(name_or_path, prompt_format, card))
+        return cls(load_backend(backend, name_or_path, **backend_kwargs), fmt, generation, card)
+
+    def judge(
+        self,
+        pairs: Iterable[Pair | dict],
+        both_orders: bool = False,
+        seed: int = 0,
+        on_call: Callable[[int], None] | None = None,
+    ) -> list[Judgement]:
+        """Judge each pair; ``on_call(n)`` is told as each batch of ``n`` judge calls finishes."""
+        pairs = [p if isinstance(p, Pair) else pair_from_dict(p, f"pairs[{i}]") for i, p in enumerate(pairs)]
+        check_rubrics(pairs, self.prompt_format)
+        swaps = (False, True) if both_orders else (False,)
+        jobs = [(pair, swap, *pair.slots(seed, swap)) for pair in pairs for swap in swaps]
+        conversations = [render(self.prompt_format, pair.context, a, b) for pair, _, a, b, _ in jobs]
+        generations = self.backend.generate(conversations, self.generation, on_batch=on_call)
+        calls = [_call(swap, slot, g) for (_, swap, _, _, slot), g in zip(jobs, generations, strict=True)]
+        step = len(swaps)
+        return [_aggregate(pair.id, tuple(calls[k * step : (k + 1) * step])) for k, pair in enumerate(pairs)]
+
+
+def read_card(name_or_path: str | None) -> JudgeCard | None:
+    """The judge card of a local checkpoint folder (or a GGUF file's folder), if it has one."""
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path).expanduser()
+    folder = path.parent if path.suffix == ".gguf" else path
+    return JudgeCard.load(folder) if folder.is_dir() else None
+
+
+def resolve_format(name_or_path: str | None, prompt_format: str | None, card: JudgeCard | None) -> str:
+    """The prompt format: named by the user, else the card's, else the embedded default's."""
+    if prompt_format is not None:
+        return prompt_format
+    if card is not None:
+        return card.prompt_format
+    if name_or_path is None:
+        return EMBEDDED_FORMAT
+    raise ReasrmConfigError(
+        f"{name_or_path} has no judge card (reasrm_judge.json), so its prompt format is unknown: "
+        f"name it with --prompt-format / prompt_format= (one of {', '.join(available_formats())})"
+    )
+
+
+def check_rubrics(pairs: list[Pair], fmt: PromptFormat) -> None:
+    """The shipped formats let the judge write its own rubric: a pair that names a pack cannot be honoured."""
+    for pair in pairs:
+        if pair.rubric is not None:
+            raise ReasrmDataError(
+                f"pair {pair.id!r}: field 'rubric' names {pair.rubric!r}, but prompt format {fmt.id!r} has the "
+                "judge write its own rubric; remove the field or choose a rubric-pack format"
+            )
+
+
+def _call(swap: bool, chosen_slot: str | None, generation: Generation) -> Call:
+    return Call(
+        order="BA" if swap else "AB",
+        chosen_slot=chosen_slot,
+        text=generation.text,
+        verdict=parse_verdict(generation.text, mode="lenient"),
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        seconds=generation.seconds,
+    )
+
+
+def _aggregate(pair_id: str, calls: tuple[Call, ...]) -> Judgement:
+    first = calls[0]
+    if len(calls) == 1:
+        return Judgement(pair_id, first.verdict, calls, flip=None)
+    second = calls[1]
+    for call in calls:
+        if not call.verdict.ok:
+            return Judgement(
+                pair_id, dataclasses.replace(first.verdict, choice=None, status=call.verdict.status), calls, flip=None
+            )
+    # The second call saw the slots swapped: its letter names the other slot of the first call.
+    second_in_first_letters = "B" if second.verdict.choice == "A" else "A"
+    if second_in_first_letters == first.verdict.choice:
+        return Judgement(pair_id, first.verdict, calls, flip=False)
+    return Judgement(pair_id, dataclasses.replace(first.verdict, choice=None, status="inconsistent"), calls, flip=True)
+
+
+def _winner(choice: str | None, chosen_slot: str | None) -> str | None:
+    if choice is None or chosen_slot is None:
+        return None
+    return "chosen" if choice == chosen_slot else "rejected"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judging a file: `reasrm judge` (validate everything first, then judge chunk by chunk, appending lines)
+# ---------------------------------------------------------------------------------------------------
+
+# Settings that change the judgements: a resumed run must use the same ones.
+_RESULT_KEYS = ("model", "backend", "prompt_format", "both_orders", "seed", "generation")
+
+
+def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None) -> Path:
+    """Judge ``cfg.pairs`` into ``cfg.output`` (resumable); returns the output path."""
+    pairs = read_pairs(cfg.pairs)  # every row is checked before any model is loaded
+    card = read_card(cfg.model)
+    fmt = load_format(resolve_format(cfg.model, cfg.prompt_format, card))
+    check_rubrics(pairs, fmt)
+    config_path = Path(cfg.output).with_suffix(".config.yaml")
+    if cfg.resume:
+        _check_same_settings(config_path, cfg)
+    with ResumableJsonl(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite) as out:
+        unknown = out.done - {p.id for p in pairs}
+        if unknown:
+            raise ReasrmDataError(
+                f"{cfg.output}: cannot resume: it holds ids not in {cfg.pairs}, e.g. {sorted(unknown)[0]!r}"
+            )
+        if not cfg.resume or not config_path.is_file():
+            save_config(cfg, config_path)
+        pending = [p for p in pairs if p.id not in out.done]
+        if not pending:
+            return Path(cfg.output)
+        judge = Judge(load_backend(cfg.backend, cfg.model), fmt, cfg.generation, card)
+        calls_per_pair = 2 if cfg.both_orders else 1
+        chunk = cfg.generation.batch_size * 4  # a few batches per chunk: room to sort by length, lines land often
+        with tqdm(total=len(pending) * calls_per_pair, unit="call", desc="judging", disable=None) as bar:
+            for start in range(0, len(pending), chunk):
+                part = pending[start : start + chunk]
+                for pair, judgement in zip(part, judge.judge(part, cfg.both_orders, cfg.seed, bar.update), strict=True):
+                    out.write(judgement.to_dict())
+                    if show is not None:
+                        show(judgement, pair)
+    return Path(cfg.output)
+
+
+def _check_same_settings(config_path: Path, cfg: JudgeConfig) -> None:
+    if not config_path.is_file():
+        return
+    saved = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    current = yaml.safe_load(to_yaml(cfg))
+    for key in _RESULT_KEYS:
+        if saved.get(key) != current.get(key):
+            raise ReasrmConfigError(
+                f"cannot resume {cfg.output}: '{key}' was {saved.get(key)!r} (see {config_path}), now "
+                f"{current.get(key)!r}; use the same settings or --overwrite"
+            )
+
+
+def summarize(records: list[dict]) -> dict:
+    """Headline figures of a judgements file. Accuracy alone hides position collapse, so the label-prior
+    baseline (always answering the commoner slot), the A-rate and the both-order flip rate come with it."""
+    statuses = Counter(r["status"] for r in records)
+    valid = [r for r in records if r["verdict"]["choice"] is not None]
+    labelled = [r for r in records if r["calls"][0]["chosen_slot"] is not None]
+    both = [r for r in records if r["flip"] is not None]
+    out: dict = {"pairs": len(records), "statuses": dict(statuses.most_common())}
+    out["a_rate"] = sum(r["verdict"]["choice"] == "A" for r in valid) / len(valid) if valid else None
+    if labelled:
+        slots = Counter(r["calls"][0]["chosen_slot"] for r in labelled)
+        out["accuracy"] = sum(r["winner"] == "chosen" for r in labelled) / len(labelled)
+        out["label_prior"] = max(slots.values()) / len(labelled)
+    if both:
+        out["flip_rate"] = sum(r["flip"] for r in both) / len(both)
+    return out

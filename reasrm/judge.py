@@ -27,6 +27,7 @@ from reasrm.config import GenerationConfig, JudgeConfig, save_config, to_yaml
 from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.jsonl import ResumableJsonl
+from reasrm.models import resolve
 from reasrm.prompts import PromptFormat, available_formats, load_format, render
 from reasrm.verdict import Verdict, parse_verdict
 
@@ -223,6 +224,7 @@ _RESULT_KEYS = ("model", "backend", "prompt_format", "both_orders", "seed", "gen
 def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None) -> Path:
     """Judge ``cfg.pairs`` into ``cfg.output`` (resumable); returns the output path."""
     pairs = read_pairs(cfg.pairs)  # every row is checked before any model is loaded
+    resolve(cfg.model)  # a missing model is one clear line, before any output is touched
     card = read_card(cfg.model)
     fmt = load_format(resolve_format(cfg.model, cfg.prompt_format, card))
     check_rubrics(pairs, fmt)

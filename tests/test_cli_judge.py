@@ -1,0 +1,93 @@
+"""`reasrm judge` as a user runs it: a real process, real files, exit codes, resume without duplicates."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reasrm.card import JudgeCard
+
+ROWS = [
+    {"id": f"q{i}", "prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}", "rejected": f"{2 * i + 1}"} for i in range(5)
+]
+
+
+def reasrm(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "reasrm.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "ckpt"
+    shutil.copytree(tiny_model, path)
+    JudgeCard(prompt_format="rm-r1-instruct").save(path)
+    return path
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_judge_writes_one_line_per_pair_then_resumes(checkpoint, write_jsonl, tmp_path):
+    pairs = write_jsonl(ROWS)
+    out = tmp_path / "out" / "judgements.jsonl"
+    args = ["judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(out), "--both-orders",
+            "--max-new-tokens", "6", "--batch-size", "2"]  # fmt: skip
+    first = reasrm(*args)
+    assert first.returncode == 0, first.stderr
+    records = _lines(out)
+    assert [r["id"] for r in records] == [r["id"] for r in ROWS]
+    for r in records:
+        assert r["orders"] == ["AB", "BA"] and len(r["calls"]) == 2
+        assert {c["chosen_slot"] for c in r["calls"]} == {"A", "B"}
+        assert set(r["verdict"]) == {"choice", "status", "task_type", "rubric", "solution", "evaluation"}
+        assert r["status"] == r["verdict"]["status"] and r["text"] == r["calls"][0]["text"]
+        assert all(c["seconds"] > 0 and c["prompt_tokens"] > 0 for c in r["calls"])
+    saved = yaml.safe_load(out.with_suffix(".config.yaml").read_text())
+    assert saved["model"] == str(checkpoint) and saved["both_orders"] is True
+    assert "label-prior baseline" in first.stderr and "flip rate" not in first.stderr  # no valid pair: no rate
+
+    # An existing output is never clobbered by accident.
+    again = reasrm(*args)
+    assert again.returncode == 2 and "exists: pass --resume" in again.stderr
+
+    # Simulate a crash after two pairs, in the middle of writing the third line.
+    text = out.read_text().splitlines(keepends=True)
+    out.write_text(text[0] + text[1] + text[2][:40])
+    resumed = reasrm(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    after = _lines(out)
+    assert [r["id"] for r in after] == [r["id"] for r in ROWS]  # no pair lost, none duplicated
+    assert after[:2] == records[:2]  # finished lines are untouched
+    assert [r["calls"][0]["text"] for r in after] == [r["calls"][0]["text"] for r in records]  # greedy: same result
+
+    # Resuming with settings that change results is refused.
+    changed = reasrm(*args[:-4], "--max-new-tokens", "7", "--batch-size", "2", "--resume")
+    assert changed.returncode == 2 and "'generation' was" in changed.stderr
+
+
+def test_bad_input_fails_before_any_model_is_loaded(write_jsonl, tmp_path):
+    bad = write_jsonl([ROWS[0], {"id": "x", "prompt": "q", "chosen": "a"}])
+    # The model does not exist either: the pairs error must come first (nothing was loaded).
+    result = reasrm("judge", "--model", str(tmp_path / "no-model"), "--pairs", str(bad), "--output",
+                    str(tmp_path / "o.jsonl"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"reasrm: error: {bad}:2: field 'rejected': expected a string, got nothing"
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_unknown_prompt_format_and_missing_model(checkpoint, write_jsonl, tmp_path):
+    pairs = write_jsonl(ROWS[:1])
+    fmt = reasrm("judge", "--model", str(checkpoint), "--prompt-format", "rm-r9", "--pairs", str(pairs),
+                 "--output", str(tmp_path / "o.jsonl"))  # fmt: skip
+    assert fmt.returncode == 2 and "unknown prompt format 'rm-r9'" in fmt.stderr and "Traceback" not in fmt.stderr
+    missing = reasrm("judge", "--model", str(tmp_path / "nope"), "--prompt-format", "rm-r1-instruct", "--pairs",
+                     str(pairs), "--output", str(tmp_path / "o.jsonl"))  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"reasrm: error: model not found: {tmp_path}/nope is neither a model folder, " \
+        "a .gguf file nor a hub id"  # fmt: skip
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.config.yaml").exists()

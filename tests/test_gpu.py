@@ -1,0 +1,38 @@
+"""GPU-only checks (`make test-gpu`): the vLLM backend and bf16/flash-attention selection on CUDA."""
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_cuda_picks_bf16_and_flash_attention_when_installed():
+    import importlib.util
+
+    from reasrm.models import pick_attention, pick_dtype
+
+    assert pick_dtype("cuda") == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
+    expected = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+    assert pick_attention("cuda") == expected
+
+
+def test_hf_backend_on_gpu_matches_vllm_greedy(tiny_model):
+    pytest.importorskip("vllm")
+    from reasrm.backends.hf import HFBackend
+    from reasrm.backends.vllm import VLLMBackend
+    from reasrm.config import GenerationConfig
+    from reasrm.prompts import render
+
+    conversations = [
+        render("rm-r1-instruct", ({"role": "user", "content": f"What is {i} + 1?"},), str(i + 1), str(i + 2))
+        for i in range(4)
+    ]
+    settings = GenerationConfig(max_new_tokens=8)
+    hf = HFBackend.load(str(tiny_model), device="cuda").generate(conversations, settings)
+    vllm = VLLMBackend.load(str(tiny_model), gpu_memory_utilization=0.3, dtype="float32")
+    got = vllm.generate(conversations, settings)
+    assert [g.prompt_tokens for g in got] == [h.prompt_tokens for h in hf]
+    assert all(1 <= g.completion_tokens <= 8 for g in got)

@@ -35,7 +35,7 @@ class GenerationConfig:
     max_new_tokens: int = _help("Most tokens the judge may write per pair.", 512)
     temperature: float = _help("0 means greedy decoding; above 0 samples.", 0.0)
     top_p: float = _help("Nucleus sampling mass (used only when temperature > 0).", 1.0)
-    batch_size: int = _help("Judge calls generated together (hf backend).", 8)
+    batch_size: int = _help("Judge calls generated together (hf backend).", 16)
     seed: int = _help("Seed for sampling (temperature > 0).", 0)
 
     def check(self, path: str) -> list[str]:

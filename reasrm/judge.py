@@ -22,7 +22,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from reasrm.backends import Generation, load_backend
-from reasrm.card import JudgeCard
+from reasrm.card import CARD_FILE, JudgeCard
 from reasrm.config import GenerationConfig, JudgeConfig, save_config, to_yaml
 from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
@@ -146,12 +146,20 @@ class Judge:
 
 
 def read_card(name_or_path: str | None) -> JudgeCard | None:
-    """The judge card of a local checkpoint folder (or a GGUF file's folder), if it has one."""
+    """The judge card of a checkpoint (a local folder, a GGUF file's folder, or a hub repo), if it has one."""
     if name_or_path is None:
         return None
     path = Path(name_or_path).expanduser()
     folder = path.parent if path.suffix == ".gguf" else path
-    return JudgeCard.load(folder) if folder.is_dir() else None
+    if folder.is_dir():
+        return JudgeCard.load(folder)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:  # a hub repo written by reasrm carries its card; offline or absent means "no card"
+        return JudgeCard.load(Path(hf_hub_download(name_or_path, CARD_FILE)).parent)
+    except (OSError, ValueError, HfHubHTTPError):
+        return None
 
 
 def resolve_format(name_or_path: str | None, prompt_format: str | None, card: JudgeCard | None) -> str:

@@ -55,6 +55,20 @@ def test_prefix_cached_batches_match_one_prompt_at_a_time(tiny_model):
     assert backend.generate(conversations[:1], GenerationConfig(max_new_tokens=12))[0].text == expected[0]
 
 
+def test_sampling_is_seeded(tiny_model):
+    backend = HFBackend.load(str(tiny_model), device="cpu")
+    conversations = [render("rm-r1-instruct", ({"role": "user", "content": q},), "yes", "no") for q in ("a", "b c")]
+
+    def sample(seed, top_p=1.0):
+        settings = GenerationConfig(max_new_tokens=16, temperature=1.0, top_p=top_p, seed=seed)
+        return [g.text for g in backend.generate(conversations, settings)]
+
+    assert sample(0) == sample(0)  # same seed, same samples
+    assert sample(0) != sample(1)  # a random model at temperature 1 almost never repeats itself
+    greedy = [g.text for g in backend.generate(conversations, GenerationConfig(max_new_tokens=16))]
+    assert sample(0, top_p=1e-6) == greedy  # a vanishing nucleus keeps only the top token
+
+
 @pytest.fixture(scope="module")
 def judge(tiny_model, tmp_path_factory):
     """A reasrm-style checkpoint: the tiny model with a judge card naming its prompt format."""
@@ -125,6 +139,16 @@ def test_prompt_format_comes_from_argument_card_or_embedded_default(tiny_model, 
     (with_card / "reasrm_judge.json").write_text('{"format": "x"}')
     with pytest.raises(ReasrmError, match=r"reasrm_judge\.json"):
         Judge.from_pretrained(str(with_card))
+
+
+def test_hub_id_without_reachable_card_needs_a_format():
+    """Offline (as in the test suite) a hub id has no readable card: the error says what to pass."""
+    from reasrm.judge import read_card, resolve_format
+
+    assert read_card("gaotang/RM-R1-Qwen2.5-Instruct-7B") is None
+    with pytest.raises(ReasrmConfigError, match="name it with --prompt-format"):
+        resolve_format("gaotang/RM-R1-Qwen2.5-Instruct-7B", None, None)
+    assert resolve_format("gaotang/RM-R1-Qwen2.5-Instruct-7B", "rm-r1-instruct", None) == "rm-r1-instruct"
 
 
 def test_rubric_on_a_self_rubric_format_is_refused(judge):

@@ -1,12 +1,12 @@
-"""The transformers backend: batched ``model.generate`` with a shared-prefix KV cache.
+"""The transformers backend: batched generation with a shared-prefix KV cache.
 
-Judge prompts share a long prefix (the chat template and the format's system prompt: ~600 of ~860
-tokens for ``rm-r1-instruct``). On a CPU, prefill of that prefix dominates, so batching alone gained
-only 1.22x (measured). Here the prefix is run through the model once, its KV cache is copied into
+Judge prompts share a long prefix (the chat template and the format's system prompt: 796 of ~876
+tokens for ``rm-r1-instruct`` on SmolLM2). On a CPU, prefill of that prefix dominates, so batching alone
+gained only 1.22x (measured). Here the prefix is run through the model once, its KV cache is copied into
 every batch, and only each prompt's own suffix is prefilled. Rows are laid out as
-``[prefix][padding][suffix]``: ``generate`` derives position ids from the attention mask's cumulative
-sum, so every suffix token gets exactly the position it has without padding, and greedy outputs match
-one-pair-at-a-time generation.
+``[prefix][padding][suffix]`` and position ids are the attention mask's cumulative sum, so every suffix
+token gets exactly the position it has without padding, and greedy outputs match one-pair-at-a-time
+``model.generate`` (tested).
 
 Decoding is a short loop over the model's forward rather than ``model.generate``: on a CPU a decode step
 costs a fixed ~60 ms (reading the weights) plus ~13 ms per row (measured, SmolLM2-135M fp32), and judge
@@ -53,6 +53,8 @@ class HFBackend:
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[Generation]:
+        if not conversations:
+            return []
         ids = [self.prompt_ids(c) for c in conversations]
         prefix_len = self._use_prefix(ids) if self.prefix_cache else 0
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch

@@ -83,7 +83,11 @@ class JudgeConfig:
         return problems
 
 
-STAGES: dict[str, type] = {"judge": JudgeConfig}
+def stages() -> dict[str, type]:
+    """Config schemas by the name a file gives in ``stage:`` (recipes live with the data code)."""
+    from reasrm.data.recipe import RecipeConfig
+
+    return {"judge": JudgeConfig, "recipe": RecipeConfig}
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type | None = None):
@@ -97,9 +101,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), schema: type
         data, lines = _read_yaml(Path(path))
     if schema is None:
         stage = data.get("stage")
-        if stage not in STAGES:
-            raise ReasrmConfigError(f"{where}: 'stage' must name a schema, one of {', '.join(STAGES)}; got {stage!r}")
-        schema = STAGES[stage]
+        if stage not in stages():
+            raise ReasrmConfigError(f"{where}: 'stage' must name a schema, one of {', '.join(stages())}; got {stage!r}")
+        schema = stages()[stage]
+    params = data.get("params")
+    if isinstance(params, dict):  # `n=1000` sets a declared parameter, used in the file as ${params.n}
+        overrides = [f"params.{o}" if o.partition("=")[0].strip() in params else o for o in overrides]
 
     _check_keys(schema, data, "", lambda key: f"{where}:{lines.get(key, 1)}", problems)
     override_dicts: list[dict] = []
@@ -123,9 +130,15 @@ def load_config(path: str | Path | None, overrides: list[str] = (), schema: type
         raise ReasrmConfigError("\n".join(problems))
 
     cfg = OmegaConf.merge(OmegaConf.structured(schema), *provided)
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        name = key.removeprefix("params.")
+        problems.append(f"{where}: missing value for '{name}': pass {name}=...")
     if problems:
         raise ReasrmConfigError("\n".join(problems))
-    obj = OmegaConf.to_object(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ReasrmConfigError(f"{where}: {str(e).splitlines()[0]}") from None
     problems.extend(f"{where}: {p}" for p in obj.check())
     if problems:
         raise ReasrmConfigError("\n".join(problems))
@@ -160,15 +173,27 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
         raise ReasrmConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
     lines: dict[str, int] = {}
 
-    def walk(mapping: yaml.MappingNode, prefix: str) -> None:
-        for key_node, value_node in mapping.value:
-            key = f"{prefix}{key_node.value}"
-            lines[key] = key_node.start_mark.line + 1
-            if isinstance(value_node, yaml.MappingNode):
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{prefix}{key_node.value}"
+                lines[key] = key_node.start_mark.line + 1
                 walk(value_node, f"{key}.")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[f"{prefix[:-1]}[{i}]"] = item.start_mark.line + 1
+                walk(item, f"{prefix[:-1]}[{i}].")
 
     walk(node, "")
     return data, lines
+
+
+def _section_list(hint: Any) -> type | None:
+    """The dataclass ``D`` of a ``list[D]`` field, else None."""
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return item if dataclasses.is_dataclass(item) else None
+    return None
 
 
 def _required(schema: type, prefix: str) -> list[str]:
@@ -212,6 +237,15 @@ def _check_keys(schema: type, data: dict, prefix: str, where, problems: list[str
                 _check_keys(hints[key], value, f"{full}.", where, problems)
             else:
                 problems.append(f"{where(full)}: '{full}' is a section: expected a mapping, got {value!r}")
+        elif _section_list(hints[key]) is not None:
+            if not isinstance(value, list):
+                problems.append(f"{where(full)}: '{full}' is a list of sections: expected a list, got {value!r}")
+                continue
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_keys(_section_list(hints[key]), item, f"{full}[{i}].", where, problems)
+                else:
+                    problems.append(f"{where(f'{full}[{i}]')}: '{full}[{i}]' expected a mapping, got {item!r}")
         else:
             try:
                 OmegaConf.merge(OmegaConf.structured(schema), {key: value})

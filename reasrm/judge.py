@@ -28,7 +28,7 @@ from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.jsonl import ResumableJsonl
 from reasrm.models import resolve
-from reasrm.prompts import PromptFormat, available_formats, load_format, render
+from reasrm.prompts import PromptFormat, available_formats, load_format, render_slots
 from reasrm.verdict import Verdict, parse_verdict
 
 EMBEDDED_FORMAT = "rm-r1-instruct"  # what the embedded default is prompted with when nothing else is named
@@ -137,10 +137,10 @@ class Judge:
         pairs = [p if isinstance(p, Pair) else pair_from_dict(p, f"pairs[{i}]") for i, p in enumerate(pairs)]
         check_rubrics(pairs, self.prompt_format)
         swaps = (False, True) if both_orders else (False,)
-        jobs = [(pair, swap, *pair.slots(seed, swap)) for pair in pairs for swap in swaps]
-        conversations = [render(self.prompt_format, pair.context, a, b) for pair, _, a, b, _ in jobs]
+        jobs = [(swap, pair.slots(seed, swap)) for pair in pairs for swap in swaps]
+        conversations = [render_slots(self.prompt_format, slots) for _, slots in jobs]
         generations = self.backend.generate(conversations, self.generation, on_batch=on_call)
-        calls = [_call(swap, slot, g) for (_, swap, _, _, slot), g in zip(jobs, generations, strict=True)]
+        calls = [_call(swap, slots.chosen_slot, g) for (swap, slots), g in zip(jobs, generations, strict=True)]
         step = len(swaps)
         return [_aggregate(pair.id, tuple(calls[k * step : (k + 1) * step])) for k, pair in enumerate(pairs)]
 

@@ -83,22 +83,33 @@ def load_format(name_or_path: str) -> PromptFormat:
 
 
 def render(
-    fmt: PromptFormat | str, context: tuple[dict, ...] | list[dict], response_a: str, response_b: str
+    fmt: PromptFormat | str,
+    context: tuple[dict, ...] | list[dict],
+    response_a: str,
+    response_b: str,
+    context_b: tuple[dict, ...] | list[dict] | None = None,
 ) -> list[dict]:
-    """The judge conversation (chat messages) for one pair in one slot order."""
+    """The judge conversation (chat messages) for one pair in one slot order. ``context_b`` is slot B's
+    conversation when it differs from slot A's (multi-turn pairs whose earlier turns differ)."""
     if isinstance(fmt, str):
         fmt = load_format(fmt)
-    if len(context) == 1 and context[0]["role"] == "user":
+    context_b = context if context_b is None else context_b
+    if len(context) == 1 and context[0]["role"] == "user" and tuple(context_b) == tuple(context):
         user = fmt.user_single_turn.format(
             question=escape(context[0]["content"]), answer_a=escape(response_a), answer_b=escape(response_b)
         )
     else:
         user = fmt.user_multi_turn.format(
             conversation_1=_conversation(context, response_a, "A"),
-            conversation_2=_conversation(context, response_b, "B"),
+            conversation_2=_conversation(context_b, response_b, "B"),
         )
     messages = [{"role": "system", "content": fmt.system}] if fmt.system is not None else []
     return [*messages, {"role": "user", "content": user}]
+
+
+def render_slots(fmt: PromptFormat | str, slots) -> list[dict]:
+    """``render`` for a :class:`reasrm.data.pairs.Slots`: the one call every stage makes for a pair."""
+    return render(fmt, slots.context_a, slots.response_a, slots.response_b, slots.context_b)
 
 
 def _conversation(context, response: str, slot: str) -> str:

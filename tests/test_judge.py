@@ -198,10 +198,11 @@ def test_slots_are_seeded_balanced_and_recorded():
     assert [chosen_slot(i, 0) for i in ids[:50]] == [chosen_slot(i, 0) for i in ids[:50]]
     assert [chosen_slot(i, 0) for i in ids[:50]] != [chosen_slot(i, 1) for i in ids[:50]]
     pair = Pair(id="x", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad")
-    a, b, slot = pair.slots(0)
-    a2, b2, slot2 = pair.slots(0, swap=True)
+    _, a, _, b, slot = pair.slots(0)
+    _, a2, _, b2, slot2 = pair.slots(0, swap=True)
     assert (a2, b2) == (b, a) and {slot, slot2} == {"A", "B"}
     assert (a if slot == "A" else b) == "good"
+    assert pair.slots(0, slot="B").response_b == "good"
 
 
 def test_verdict_is_frozen_and_serialisable():

@@ -3,7 +3,9 @@
 A row gives the conversation as ``prompt`` (a string: one user turn) or ``context`` (``{role, content}``
 messages ending with a user turn), and either ``chosen``/``rejected`` (labelled) or
 ``response_a``/``response_b`` (unlabelled, judged as given). Optional: ``id`` (else a hash of the
-content), ``domain``, ``rubric``, ``reference``, ``meta``. Other keys are kept in ``meta``.
+content), ``domain``, ``source``, ``rubric``, ``reference``, ``meta``, and ``rejected_context`` (the
+rejected answer's own conversation, for multi-turn sources whose earlier turns differ; ``context`` is
+then the chosen answer's). Other keys are kept in ``meta``.
 
 Which slot the chosen response is shown in is not part of the pair: :func:`chosen_slot` decides it from
 the seed and the pair id, so it is reproducible and independent of file order.
@@ -13,28 +15,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from reasrm.errors import ReasrmDataError
 
 Slot = Literal["A", "B"]
 ROLES = ("system", "user", "assistant")
-_KNOWN = {
-    "id",
-    "prompt",
-    "context",
-    "chosen",
-    "rejected",
-    "response_a",
-    "response_b",
-    "domain",
-    "rubric",
-    "reference",
-    "meta",
-}
+DOMAINS = ("chat", "reasoning", "math", "code", "safety")
+_KNOWN = {"id", "prompt", "context", "chosen", "rejected", "response_a", "response_b", "domain", "source",
+          "rubric", "reference", "meta", "rejected_context"}  # fmt: skip
+
+
+class RowError(ReasrmDataError):
+    """An invalid row; ``reason`` is the short code a build report counts drops by."""
+
+    def __init__(self, where: str, reason: str, message: str):
+        super().__init__(f"{where}: {message}")
+        self.reason = reason
+        self.detail = message
+
+
+class Slots(NamedTuple):
+    """A pair as shown to the judge: each slot's conversation and response, and where the chosen one is."""
+
+    context_a: tuple[dict, ...]
+    response_a: str
+    context_b: tuple[dict, ...]
+    response_b: str
+    chosen_slot: Slot | None
 
 
 @dataclass(frozen=True)
@@ -48,24 +59,60 @@ class Pair:
     response_a: str | None = None
     response_b: str | None = None
     domain: str | None = None
+    source: str | None = None
     rubric: str | None = None
     reference: str | None = None
     meta: dict = field(default_factory=dict)
+    rejected_context: tuple[dict, ...] | None = None
 
     @property
     def labelled(self) -> bool:
         return self.chosen is not None
 
-    def slots(self, seed: int, swap: bool = False) -> tuple[str, str, Slot | None]:
-        """(response in slot A, response in slot B, slot of the chosen response or None if unlabelled)."""
+    def slots(self, seed: int, swap: bool = False, slot: Slot | None = None) -> Slots:
+        """The pair in slots: the chosen response's slot is ``slot`` if given, else seeded by the pair id;
+        ``swap`` exchanges the two slots (both-order judging). Unlabelled pairs keep their given order."""
+        other = self.rejected_context or self.context
         if self.labelled:
-            slot = chosen_slot(self.id, seed)
+            slot = slot or chosen_slot(self.id, seed)
             if swap:
                 slot = "B" if slot == "A" else "A"
-            a, b = (self.chosen, self.rejected) if slot == "A" else (self.rejected, self.chosen)
-            return a, b, slot
-        a, b = (self.response_b, self.response_a) if swap else (self.response_a, self.response_b)
-        return a, b, None
+            if slot == "A":
+                return Slots(self.context, self.chosen, other, self.rejected, "A")
+            return Slots(other, self.rejected, self.context, self.chosen, "B")
+        if swap:
+            return Slots(self.context, self.response_b, self.context, self.response_a, None)
+        return Slots(self.context, self.response_a, self.context, self.response_b, None)
+
+    def to_record(self) -> dict:
+        """A flat row for a dataset file (``meta`` as JSON text, so every row has the same columns)."""
+        return {
+            "id": self.id,
+            "context": list(self.context),
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "rejected_context": list(self.rejected_context) if self.rejected_context else None,
+            "domain": self.domain,
+            "source": self.source,
+            "rubric": self.rubric,
+            "reference": self.reference,
+            "meta": json.dumps(self.meta, ensure_ascii=False, sort_keys=True),
+        }
+
+    @classmethod
+    def from_record(cls, row: dict) -> Pair:
+        return cls(
+            id=row["id"],
+            context=tuple(dict(m) for m in row["context"]),
+            chosen=row["chosen"],
+            rejected=row["rejected"],
+            rejected_context=tuple(dict(m) for m in row["rejected_context"]) if row.get("rejected_context") else None,
+            domain=row["domain"],
+            source=row["source"],
+            rubric=row["rubric"],
+            reference=row["reference"],
+            meta=json.loads(row["meta"]) if row.get("meta") else {},
+        )
 
 
 def chosen_slot(pair_id: str, seed: int) -> Slot:
@@ -79,43 +126,55 @@ def content_id(context: tuple[dict, ...], first: str, second: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def pair_from_dict(row: object, where: str) -> Pair:
-    """Validate one input row. ``where`` (e.g. ``pairs.jsonl:3``) starts every error message."""
+def pair_from_dict(row: object, where: str, domains: Collection[str] | None = None) -> Pair:
+    """Validate one input row; ``where`` (e.g. ``pairs.jsonl:3``) starts every error message.
+    With ``domains``, a ``domain`` outside it is an error (recipes declare theirs)."""
     if not isinstance(row, dict):
-        raise ReasrmDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise RowError(where, "not_an_object", f"expected a JSON object, got {type(row).__name__}")
 
     def text(key: str, required: bool = True) -> str | None:
         value = row.get(key)
         if value is None and not required:
             return None
+        if value is None:
+            raise RowError(where, "missing_field", f"field '{key}': expected a string, got nothing")
         if not isinstance(value, str):
-            got = "nothing" if value is None else type(value).__name__
-            raise ReasrmDataError(f"{where}: field '{key}': expected a string, got {got}")
+            raise RowError(where, "wrong_type", f"field '{key}': expected a string, got {type(value).__name__}")
         if required and not value.strip():
-            raise ReasrmDataError(f"{where}: field '{key}': empty")
+            raise RowError(where, "empty_answer" if key != "prompt" else "empty_prompt", f"field '{key}': empty")
         return value
 
     if ("prompt" in row) == ("context" in row):
-        raise ReasrmDataError(f"{where}: give exactly one of 'prompt' (a string) or 'context' (messages)")
+        raise RowError(where, "missing_field", "give exactly one of 'prompt' (a string) or 'context' (messages)")
     context = ({"role": "user", "content": text("prompt")},) if "prompt" in row else _context(row["context"], where)
+    rejected_context = (
+        _context(row["rejected_context"], where, "rejected_context") if row.get("rejected_context") else None
+    )
 
     labelled = "chosen" in row or "rejected" in row
     unlabelled = "response_a" in row or "response_b" in row
     if labelled == unlabelled:
-        raise ReasrmDataError(
-            f"{where}: give either 'chosen' and 'rejected' (labelled) or 'response_a' and 'response_b'"
+        raise RowError(
+            where, "missing_field", "give either 'chosen' and 'rejected' (labelled) or 'response_a' and 'response_b'"
         )
     first, second = ("chosen", "rejected") if labelled else ("response_a", "response_b")
     one, two = text(first), text(second)
-    if labelled and one == two:
-        raise ReasrmDataError(f"{where}: field 'rejected': identical to 'chosen', so the label means nothing")
+    if labelled and one == two and (rejected_context or context) == context:
+        raise RowError(
+            where, "identical_answers", "field 'rejected': identical to 'chosen', so the label means nothing"
+        )
 
     raw_id = row.get("id")
     if raw_id is not None and not isinstance(raw_id, (str, int)):
-        raise ReasrmDataError(f"{where}: field 'id': expected a string or integer, got {type(raw_id).__name__}")
+        raise RowError(where, "wrong_type", f"field 'id': expected a string or integer, got {type(raw_id).__name__}")
+    domain = text("domain", required=False)
+    if domains is not None and domain is not None and domain not in domains:
+        raise RowError(
+            where, "unknown_domain", f"field 'domain': unknown domain {domain!r}; expected one of {', '.join(domains)}"
+        )
     meta = row.get("meta", {})
     if not isinstance(meta, dict):
-        raise ReasrmDataError(f"{where}: field 'meta': expected an object, got {type(meta).__name__}")
+        raise RowError(where, "wrong_type", f"field 'meta': expected an object, got {type(meta).__name__}")
     meta = {**meta, **{k: v for k, v in row.items() if k not in _KNOWN}}
     return Pair(
         id=str(raw_id) if raw_id is not None else content_id(context, one, two),
@@ -124,28 +183,32 @@ def pair_from_dict(row: object, where: str) -> Pair:
         rejected=two if labelled else None,
         response_a=None if labelled else one,
         response_b=None if labelled else two,
-        domain=text("domain", required=False),
+        domain=domain,
+        source=text("source", required=False),
         rubric=text("rubric", required=False),
         reference=text("reference", required=False),
         meta=meta,
+        rejected_context=rejected_context,
     )
 
 
-def _context(value: object, where: str) -> tuple[dict, ...]:
+def _context(value: object, where: str, field_name: str = "context") -> tuple[dict, ...]:
     if not isinstance(value, list) or not value:
-        raise ReasrmDataError(f"{where}: field 'context': expected a non-empty list of messages")
+        raise RowError(where, "bad_context", f"field '{field_name}': expected a non-empty list of messages")
     messages = []
     for i, message in enumerate(value):
-        key = f"context[{i}]"
+        key = f"{field_name}[{i}]"
         if not isinstance(message, dict) or set(message) - {"role", "content"}:
-            raise ReasrmDataError(f"{where}: field '{key}': expected an object with 'role' and 'content'")
+            raise RowError(where, "bad_context", f"field '{key}': expected an object with 'role' and 'content'")
         if message.get("role") not in ROLES:
-            raise ReasrmDataError(f"{where}: field '{key}.role': expected one of {ROLES}, got {message.get('role')!r}")
+            raise RowError(
+                where, "bad_context", f"field '{key}.role': expected one of {ROLES}, got {message.get('role')!r}"
+            )
         if not isinstance(message.get("content"), str):
-            raise ReasrmDataError(f"{where}: field '{key}.content': expected a string")
+            raise RowError(where, "bad_context", f"field '{key}.content': expected a string")
         messages.append({"role": message["role"], "content": message["content"]})
     if messages[-1]["role"] != "user":
-        raise ReasrmDataError(f"{where}: field 'context': the last message must be a user turn")
+        raise RowError(where, "bad_context", f"field '{field_name}': the last message must be a user turn")
     return tuple(messages)
 
 
@@ -162,7 +225,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as e:
-                raise ReasrmDataError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
+                raise RowError(
+                    f"{path}:{number}", "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
+                ) from None
 
 
 def read_pairs(path: str | Path) -> list[Pair]:

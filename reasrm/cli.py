@@ -66,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--show", action="store_true", help="print each judgement readably as it lands")
     judge.set_defaults(func=_judge)
 
+    data = commands.add_parser("data", help="build preference-pair datasets from recipes")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    build = data_commands.add_parser(
+        "build",
+        help="run a recipe into a dataset folder",
+        description="Run a recipe (data_recipes/*.yaml) into train/heldout parquet files and a report.",
+        epilog="example: reasrm data build data_recipes/demo.yaml n=1000 seed=0 --output runs/data/demo",
+    )
+    build.add_argument("recipe", metavar="RECIPE.yaml")
+    build.add_argument("overrides", nargs="*", metavar="key=value", help="recipe parameters and overrides")
+    build.add_argument("--output", required=True, help="dataset folder to write")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    build.set_defaults(func=_data_build)
+
     for name, func, text in (
         ("validate", _validate, "check configs and report every problem at once"),
         ("print-config", _print_config, "print the resolved config"),
@@ -142,6 +156,28 @@ def _show(judgement, pair) -> None:
 def _clip(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reasrm.data.build import build, load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    output = Path(args.output)
+    if (output / "train.parquet").exists() and not args.overwrite:
+        raise ReasrmError(f"{output} already holds a dataset: pass --overwrite to replace it")
+    report = build(recipe, output)
+    log.info("wrote %s: %d train and %d held-out pairs", output, report["splits"]["train"], report["splits"]["heldout"])
+    for name, source in report["sources"].items():
+        dropped = ", ".join(f"{k} {v}" for k, v in source["dropped"].items()) or "none"
+        log.info("  %-16s read %d, kept %d, dropped: %s", name, source["read"], source["kept"], dropped)
+    hits = report["contamination"]["hits"]
+    if report["contamination"]["checked"]:
+        action = "dropped" if report["contamination"]["dropped"] else "kept, flagged in report.json"
+        log.info("  contamination: %d of %d pairs share an n-gram with an evaluation prompt (%s)",
+                 len(hits), report["contamination"]["checked"], action)  # fmt: skip
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -131,6 +131,9 @@ def load_config(path: str | Path | None, overrides: list[str] = (), schema: type
 
     cfg = OmegaConf.merge(OmegaConf.structured(schema), *provided)
     for key in sorted(OmegaConf.missing_keys(cfg)):
+        parent, _, leaf = key.rpartition(".")
+        if OmegaConf.is_interpolation(OmegaConf.select(cfg, parent) if parent else cfg, leaf):
+            continue  # it only points at a missing value, which is reported itself
         name = key.removeprefix("params.")
         problems.append(f"{where}: missing value for '{name}': pass {name}=...")
     if problems:

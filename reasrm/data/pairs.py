@@ -212,8 +212,9 @@ def _context(value: object, where: str, field_name: str = "context") -> tuple[di
     return tuple(messages)
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for each non-blank line; invalid JSON is an error naming the line."""
+def iter_jsonl(path: Path) -> Iterator[tuple[str, object]]:
+    """(``file:line``, parsed value) for each non-blank line; a line of invalid JSON comes as a RowError
+    value, so a caller can stop there or count it and read on."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as e:
@@ -222,24 +223,25 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            where = f"{path}:{number}"
             try:
-                yield number, json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as e:
-                raise RowError(
-                    f"{path}:{number}", "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
-                ) from None
+                yield where, RowError(where, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})")
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
     """Read and validate a JSONL file of pairs; ids must be unique (they key resumable outputs)."""
     path = Path(path)
     pairs: list[Pair] = []
-    seen: dict[str, int] = {}
-    for number, row in iter_jsonl(path):
-        pair = pair_from_dict(row, f"{path}:{number}")
+    seen: dict[str, str] = {}
+    for where, row in iter_jsonl(path):
+        if isinstance(row, RowError):
+            raise row
+        pair = pair_from_dict(row, where)
         if pair.id in seen:
-            raise ReasrmDataError(f"{path}:{number}: field 'id': {pair.id!r} already used on line {seen[pair.id]}")
-        seen[pair.id] = number
+            raise ReasrmDataError(f"{where}: field 'id': {pair.id!r} already used on {seen[pair.id]}")
+        seen[pair.id] = where
         pairs.append(pair)
     if not pairs:
         raise ReasrmDataError(f"{path}: no pairs in the file")

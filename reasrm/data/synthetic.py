@@ -1,0 +1,170 @@
+"""Verifiable preference pairs whose correct answer is known by construction (the embedded default data).
+
+Four task families of graded difficulty (level 1-3), each answered correctly (chosen) and with one
+plausible mistake (rejected): multi-digit arithmetic (off by one, swapped digits, wrong operator, a
+dropped carry, wrong sign), unit conversion (wrong factor, divided instead of multiplied, off by one),
+sorting (two neighbours swapped, wrong direction, an element lost) and evaluating a short Python
+expression (off by one, ``/`` for ``//``, a character lost). Every pair carries a worked ``reference``.
+Pair ``i`` depends only on ``(seed, i)``: any size, and a larger build extends a smaller one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+
+def _off_by_one(rng: random.Random, value: int) -> int:
+    return value + rng.choice((-1, 1))
+
+
+def _swap_digits(rng: random.Random, value: int) -> int:
+    digits = list(str(abs(value)))
+    spots = [k for k in range(len(digits) - 1) if digits[k] != digits[k + 1]]
+    if not spots:
+        return _off_by_one(rng, value)
+    k = rng.choice(spots)
+    digits[k], digits[k + 1] = digits[k + 1], digits[k]
+    swapped = int("".join(digits))
+    return -swapped if value < 0 else swapped
+
+
+def arithmetic(rng: random.Random, level: int) -> dict:
+    digits = {1: (10, 99), 2: (100, 999), 3: (100, 999)}[level]
+    a, b = rng.randint(*digits), rng.randint(*digits)
+    op = rng.choice(("+", "-") if level < 3 else ("+", "-", "*"))
+    if level == 2 and op == "*":
+        b = rng.randint(2, 9)
+    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    mistake = rng.choice(("off_by_one", "swap_digits", "wrong_operator", "carry", "sign"))
+    if mistake == "wrong_operator":
+        wrong = {"+": a - b, "-": a + b, "*": a + b}[op]
+    elif mistake == "carry":
+        wrong = value + rng.choice((-10, 10))
+    elif mistake == "sign" and value != 0:
+        wrong = -value
+    elif mistake == "swap_digits":
+        wrong = _swap_digits(rng, value)
+    else:
+        mistake, wrong = "off_by_one", _off_by_one(rng, value)
+    symbol = {"+": "+", "-": "-", "*": "×"}[op]
+    question = f"What is {a} {symbol} {b}?"
+    return {
+        "domain": "math",
+        "prompt": question,
+        "chosen": f"{a} {symbol} {b} = {value}",
+        "rejected": f"{a} {symbol} {b} = {wrong}",
+        "reference": f"{a} {symbol} {b} = {value}",
+        "mistake": mistake,
+    }
+
+
+_UNITS = [("metres", "centimetres", 100), ("kilometres", "metres", 1000), ("kilograms", "grams", 1000),
+          ("hours", "minutes", 60), ("minutes", "seconds", 60), ("litres", "millilitres", 1000),
+          ("centimetres", "millimetres", 10)]  # fmt: skip
+
+
+def unit_conversion(rng: random.Random, level: int) -> dict:
+    big, small, factor = rng.choice(_UNITS)
+    amount = {1: rng.randint(2, 60), 2: rng.randint(61, 999), 3: rng.randint(11, 999) + rng.choice((0.5, 0.25))}[level]
+    value = amount * factor
+    mistake = rng.choice(("wrong_factor", "divided", "off_by_one"))
+    if mistake == "wrong_factor":
+        wrong_factor = rng.choice([f for f in (10, 60, 100, 1000) if f != factor])
+        wrong, shown = amount * wrong_factor, f"{_num(amount)} × {wrong_factor}"
+    elif mistake == "divided":
+        wrong, shown = amount / factor, f"{_num(amount)} ÷ {factor}"
+    else:
+        wrong, shown = value + rng.choice((-1, 1)), f"{_num(amount)} × {factor}"
+    return {
+        "domain": "reasoning",
+        "prompt": f"How many {small} are in {_num(amount)} {big}?",
+        "chosen": f"{_num(amount)} × {factor} = {_num(value)} {small}",
+        "rejected": f"{shown} = {_num(wrong)} {small}",
+        "reference": f"1 {big[:-1]} = {factor} {small}, so {_num(amount)} {big} = {_num(value)} {small}",
+        "mistake": mistake,
+    }
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def sorting(rng: random.Random, level: int) -> dict:
+    size = {1: 4, 2: 6, 3: 8}[level]
+    numbers = rng.sample(range(1, 100 if level < 3 else 1000), size)
+    descending = rng.random() < 0.5
+    right = sorted(numbers, reverse=descending)
+    mistake = rng.choice(("neighbours_swapped", "wrong_direction", "element_lost"))
+    if mistake == "neighbours_swapped":
+        wrong = right[:]
+        k = rng.randrange(size - 1)
+        wrong[k], wrong[k + 1] = wrong[k + 1], wrong[k]
+    elif mistake == "wrong_direction":
+        wrong = right[::-1]
+    else:
+        wrong = right[:]
+        del wrong[rng.randrange(size)]
+    order = "descending" if descending else "ascending"
+    return {
+        "domain": "reasoning",
+        "prompt": f"Sort these numbers in {order} order: {', '.join(map(str, numbers))}.",
+        "chosen": ", ".join(map(str, right)),
+        "rejected": ", ".join(map(str, wrong)),
+        "reference": f"In {order} order: {', '.join(map(str, right))}",
+        "mistake": mistake,
+    }
+
+
+_WORDS = ("apple", "judge", "reward", "python", "banana", "model", "vector", "token")
+
+
+def python_expression(rng: random.Random, level: int) -> dict:
+    a, b, word = rng.randint(7, 60), rng.randint(2, 9), rng.choice(_WORDS)
+    templates = {
+        1: [f"{a} // {b}", f"{a} % {b}", f'len("{word}") + {b}'],
+        2: [f"sum(range({b}))", f"max([{a}, {b}, {a - b}]) - min([{a}, {b}, {a - b}])", f'"{word}"[{b % len(word)}:]'],
+        3: [f"sum(x * x for x in range({b}))", f"[i * {b} for i in range({a % 7 + 2})][-1]", f'"{word}".upper()[::-1]'],
+    }[level]
+    expression = rng.choice(templates)
+    value = eval(expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "min": min}})
+    if isinstance(value, str):
+        mistake = "character_lost"
+        k = rng.randrange(len(value)) if value else 0
+        wrong = value[:k] + value[k + 1 :] if len(value) > 1 else value + value
+        shown_right, shown_wrong = repr(value), repr(wrong)
+    else:
+        mistake = "true_division" if "//" in expression and a % b else "off_by_one"
+        wrong = a / b if mistake == "true_division" else value + rng.choice((-1, 1))
+        shown_right, shown_wrong = str(value), f"{wrong:g}" if isinstance(wrong, float) else str(wrong)
+    return {
+        "domain": "code",
+        "prompt": f"What does this Python expression evaluate to?\n{expression}",
+        "chosen": f"It evaluates to {shown_right}.",
+        "rejected": f"It evaluates to {shown_wrong}.",
+        "reference": f"{expression} == {shown_right}",
+        "mistake": mistake,
+    }
+
+
+FAMILIES: dict[str, Callable[[random.Random, int], dict]] = {
+    "arithmetic": arithmetic,
+    "unit_conversion": unit_conversion,
+    "sorting": sorting,
+    "python_expression": python_expression,
+}
+
+
+def verifiable(n: int, seed: int) -> Iterator[dict]:
+    """``n`` pair rows; pair ``i`` depends only on ``(seed, i)``."""
+    names = list(FAMILIES)
+    for i in range(n):
+        rng = random.Random(f"{seed}:{i}")
+        family, level = names[i % len(names)], rng.randint(1, 3)
+        row = FAMILIES[family](rng, level)
+        mistake = row.pop("mistake")
+        row.update(id=f"verifiable-{seed}-{i}", meta={"family": family, "level": level, "mistake": mistake})
+        yield row
+
+
+GENERATORS: dict[str, Callable[[int, int], Iterator[dict]]] = {"verifiable": verifiable}

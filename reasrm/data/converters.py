@@ -25,6 +25,11 @@ def _get(row: dict, key: str, kind: type | tuple[type, ...] = str):
     return row[key]
 
 
+def _rest(row: dict, *used: str) -> dict:
+    """The row's other columns: kept in the pair's ``meta``, so nothing a source holds is lost."""
+    return {k: v for k, v in row.items() if k not in used}
+
+
 def _messages(value: object, key: str) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise BadRow("wrong_type", f"field '{key}': expected a non-empty list of messages")
@@ -51,14 +56,17 @@ def skywork(row: dict) -> list[dict]:
     out = {"context": chosen[:-1], "chosen": chosen[-1]["content"], "rejected": rejected[-1]["content"]}
     if rejected[:-1] != chosen[:-1]:
         out["rejected_context"] = rejected[:-1]
-    if "source" in row:
-        out["meta"] = {"origin": row["source"]}
+    rest = _rest(row, "chosen", "rejected", "source")
+    out["meta"] = {**rest, "origin": row["source"]} if "source" in row else rest
     return [out]
 
 
 def code_preference(row: dict) -> list[dict]:
     """``input`` (the question), ``accepted``, ``rejected`` (Code-Preference-Pairs)."""
-    return [{"prompt": _get(row, "input"), "chosen": _get(row, "accepted"), "rejected": _get(row, "rejected")}]
+    return [
+        {"prompt": _get(row, "input"), "chosen": _get(row, "accepted"), "rejected": _get(row, "rejected"),
+         "meta": _rest(row, "input", "accepted", "rejected")}
+    ]  # fmt: skip
 
 
 def math_step_dpo(row: dict) -> list[dict]:
@@ -70,6 +78,7 @@ def math_step_dpo(row: dict) -> list[dict]:
             "prompt": _get(row, "prompt"),
             "chosen": prefix + _get(row, "full_chosen"),
             "rejected": prefix + _get(row, "full_rejected"),
+            "meta": _rest(row, "prompt", "initial_reason_steps", "full_chosen", "full_rejected"),
         }
     ]
 
@@ -83,7 +92,7 @@ def rm_bench(row: dict) -> list[dict]:
             "wrong_type", f"fields 'chosen'/'rejected': expected 3 responses each, got {len(chosen)}, {len(rejected)}"
         )
     key = _get(row, "id", (str, int))
-    base = {"benchmark_id": key, "subset": row.get("subset")}
+    base = {**_rest(row, "id", "prompt", "chosen", "rejected"), "benchmark_id": key}
     return [
         {"id": f"{key}:{i}{j}", "prompt": _get(row, "prompt"), "chosen": chosen[i], "rejected": rejected[j],
          "meta": {**base, "i": i, "j": j}}
@@ -115,7 +124,11 @@ def rmb_pairwise(row: dict) -> list[dict]:
             "chosen": _answer(row.get("chosen"), "chosen"),
             "rejected": _answer(row.get("reject"), "reject"),
             "domain": _rmb_domain(row),
-            "meta": {"category_path": row.get("category_path")},
+            "meta": {
+                **_rest(row, "pair_uid", "conversation_input", "chosen", "reject"),
+                "chosen_model": row["chosen"].get("llm_name"),
+                "rejected_model": row["reject"].get("llm_name"),
+            },
         }
     ]
 
@@ -125,10 +138,12 @@ def rmb_bon(row: dict) -> list[dict]:
     key = str(_get(row, "bon_uid", (str, int)))
     best = _answer(row.get("bon_best"), "bon_best")
     losers = _get(row, "loser_list", list)
-    context, category = _rmb_context(row), row.get("category_path")
+    context, rest = _rmb_context(row), _rest(row, "bon_uid", "conversation_input", "bon_best", "loser_list")
     return [
         {"id": f"{key}:{k}", "context": context, "chosen": best, "rejected": _answer(loser, f"loser_list[{k}]"),
-         "domain": _rmb_domain(row), "meta": {"bon_uid": key, "loser": k, "category_path": category}}
+         "domain": _rmb_domain(row), "meta": {**rest, "bon_uid": key, "loser": k,
+                                              "chosen_model": row["bon_best"].get("llm_name"),
+                                              "rejected_model": loser.get("llm_name")}}
         for k, loser in enumerate(losers)
     ]  # fmt: skip
 
@@ -144,7 +159,7 @@ def rewardbench(row: dict) -> list[dict]:
     domain = next((d for prefix, d in _REWARDBENCH_DOMAINS.items() if subset.startswith(prefix)), "chat")
     return [
         {"id": str(_get(row, "id", (str, int))), "prompt": _get(row, "prompt"), "chosen": _get(row, "chosen"),
-         "rejected": _get(row, "rejected"), "domain": domain, "meta": {"subset": subset}}
+         "rejected": _get(row, "rejected"), "domain": domain, "meta": _rest(row, "id", "prompt", "chosen", "rejected")}
     ]  # fmt: skip
 
 

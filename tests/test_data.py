@@ -302,7 +302,8 @@ def _correct(pair: Pair, answer: str) -> bool:
         value = float(amount) * factors[small]
         return answer.endswith(f"= {int(value) if value.is_integer() else f'{value:g}'} {small}")
     expression = question.split("\n", 1)[1]
-    value = eval(expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "min": min}})
+    allowed = {"len": len, "sum": sum, "range": range, "max": max, "min": min, "sorted": sorted}
+    value = eval(expression, {"__builtins__": allowed})
     return answer == f"It evaluates to {value!r}." if isinstance(value, str) else answer == f"It evaluates to {value}."
 
 

@@ -66,7 +66,9 @@ _UNITS = [("metres", "centimetres", 100), ("kilometres", "metres", 1000), ("kilo
 
 def unit_conversion(rng: random.Random, level: int) -> dict:
     big, small, factor = rng.choice(_UNITS)
-    amount = {1: rng.randint(2, 60), 2: rng.randint(61, 999), 3: rng.randint(11, 999) + rng.choice((0.5, 0.25))}[level]
+    amount = {1: rng.randint(2, 300), 2: rng.randint(301, 9999), 3: rng.randint(11, 999) + rng.choice((0.5, 0.25))}[
+        level
+    ]
     value = amount * factor
     mistake = rng.choice(("wrong_factor", "divided", "off_by_one"))
     if mistake == "wrong_factor":
@@ -116,18 +118,54 @@ def sorting(rng: random.Random, level: int) -> dict:
     }
 
 
-_WORDS = ("apple", "judge", "reward", "python", "banana", "model", "vector", "token")
+_WORDS = [
+    "apple",
+    "judge",
+    "reward",
+    "python",
+    "banana",
+    "model",
+    "vector",
+    "token",
+    "river",
+    "planet",
+    "garden",
+    "silver",
+    "window",
+    "rocket",
+    "pencil",
+    "orange",
+    "castle",
+    "bridge",
+    "forest",
+    "candle",
+    "mirror",
+    "ticket",
+    "butter",
+    "engine",
+    "violin",
+    "harbor",
+    "jacket",
+    "marble",
+    "saddle",
+    "tunnel",
+]
 
 
 def python_expression(rng: random.Random, level: int) -> dict:
-    a, b, word = rng.randint(7, 60), rng.randint(2, 9), rng.choice(_WORDS)
+    a, b, c = rng.randint(10, 999), rng.randint(2, 19), rng.randint(1, 99)
+    w1, w2 = rng.sample(_WORDS, 2)
     templates = {
-        1: [f"{a} // {b}", f"{a} % {b}", f'len("{word}") + {b}'],
-        2: [f"sum(range({b}))", f"max([{a}, {b}, {a - b}]) - min([{a}, {b}, {a - b}])", f'"{word}"[{b % len(word)}:]'],
-        3: [f"sum(x * x for x in range({b}))", f"[i * {b} for i in range({a % 7 + 2})][-1]", f'"{word}".upper()[::-1]'],
-    }[level]
+        1: [f"{a} // {b}", f"{a} % {b}", f'len("{w1}") + {c}', f"{a} - {b} * {c % 10}"],
+        2: [f"sum(range({c + 5}))", f"max([{a}, {b}, {c}]) - min([{a}, {b}, {c}])", f'len("{w1}" + "{w2}") * {b}',
+            f"sorted([{a}, {b}, {c}])[1]"],
+        3: [f"sum(x * x for x in range({c % 40 + 3}))", f"[i * {b} for i in range({c % 30 + 2})][-1]",
+            f'("{w1}" + "{w2}").upper()[::-1]', f'"{w1}"[{c % 4}:] + "{w2}"[:{c % 5 + 1}]'],
+    }[level]  # fmt: skip
     expression = rng.choice(templates)
-    value = eval(expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "min": min}})
+    value = eval(
+        expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "min": min, "sorted": sorted}}
+    )
     if isinstance(value, str):
         mistake = "character_lost"
         k = rng.randrange(len(value)) if value else 0

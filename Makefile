@@ -1,5 +1,5 @@
 # reasrm: every user, developer and CI action is a target here.
-#   make demo   set up, then judge the sample pairs with the embedded default model
+#   make demo   set up, build the demo data, then judge the sample pairs with the embedded default model
 #   make test   set up, then run the fast CPU suite (offline, a few minutes)
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo judge test test-slow test-gpu lint format bench clean
+.PHONY: setup demo data judge test test-slow test-gpu lint format bench clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
+	$(VENV)/bin/reasrm data build data_recipes/demo.yaml n=1000 --output runs/data/demo --overwrite
 	$(VENV)/bin/reasrm judge stages/judge.yaml --show $(ARGS)
+
+data: setup
+	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite $(ARGS)
 
 judge: setup
 	$(VENV)/bin/reasrm judge stages/judge.yaml $(ARGS)
@@ -46,6 +50,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 bench: setup
+	$(PY) bench/data_build.py
 	$(PY) bench/judge_throughput.py $(ARGS)
 
 clean:

@@ -123,6 +123,14 @@ class _Ledger:
 
 def build(cfg: RecipeConfig, output: str | Path | None = None) -> dict:
     """Run the recipe; write the dataset folder when ``output`` is given. Returns the report."""
+    train, heldout, ledger, report = collect(cfg)
+    if output is not None:
+        _write(Path(output), cfg, train, heldout, ledger, report)
+    return report
+
+
+def collect(cfg: RecipeConfig) -> tuple[list[Pair], list[Pair], _Ledger, dict]:
+    """Run the recipe in memory: (train pairs, held-out pairs, ledger, report)."""
     ledger = _Ledger(cfg.on_error)
     kept: dict[str, list[Pair]] = {}
     seen: set[str] = set()
@@ -141,10 +149,7 @@ def build(cfg: RecipeConfig, output: str | Path | None = None) -> dict:
     heldout_ids = {p.id for p in pairs if _held_out(p, cfg.heldout.fraction, cfg.heldout.seed)}
     train = [p for p in pairs if p.id not in heldout_ids]
     heldout = [p for p in pairs if p.id in heldout_ids]
-    report = _report(cfg, ledger, pairs, train, heldout, hits)
-    if output is not None:
-        _write(Path(output), cfg, train, heldout, ledger, report)
-    return report
+    return train, heldout, ledger, _report(cfg, ledger, pairs, train, heldout, hits)
 
 
 def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: set[str]) -> list[Pair]:

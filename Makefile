@@ -7,8 +7,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+MODEL  ?=
+SHARED ?= ../shared
 
-.PHONY: setup demo data judge test test-slow test-gpu lint format bench clean
+.PHONY: setup demo data judge eval test test-slow test-gpu lint format bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +33,11 @@ data: setup
 
 judge: setup
 	$(VENV)/bin/reasrm judge stages/judge.yaml $(ARGS)
+
+# A small offline evaluation of MODEL (default: the embedded default) on RM-Bench from ../shared.
+eval: setup
+	$(VENV)/bin/reasrm eval --benchmark rm-bench --data-dir $(SHARED)/data/rm-bench --limit 4 \
+		--max-new-tokens 128 --output runs/eval/rm-bench --overwrite $(if $(MODEL),--model $(MODEL),) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)

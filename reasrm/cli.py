@@ -30,6 +30,38 @@ _JUDGE_SWITCHES = {
 }
 
 
+_EVAL_FLAGS = {
+    "benchmark": ("--benchmark", str, "rewardbench, rm-bench, rmb or pairs"),
+    **{k: v for k, v in _JUDGE_FLAGS.items() if k not in ("pairs", "output")},
+    "data_dir": ("--data-dir", str, "local benchmark data, or for `pairs` a built dataset folder"),
+    "domain": ("--domain", str, "evaluate only this domain"),
+    "limit": ("--limit", int, "prompts / records / pairs to evaluate, drawn with the seed"),
+    "output": ("--output", str, "output folder"),
+}
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: dict, switches: dict) -> None:
+    """Flags that are sugar for `key=value` overrides of the command's config."""
+    parser.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]", help="config file and overrides")
+    for key, (flag, kind, text) in flags.items():
+        parser.add_argument(flag, dest=key, type=kind, help=text)
+    for key, (flag, text) in switches.items():
+        parser.add_argument(flag, dest=key, action="store_true", default=None, help=text)
+
+
+def _overrides(args: argparse.Namespace, keys) -> tuple[str | None, list[str]]:
+    path, overrides = _split(args.args)
+    overrides += [f"{key}={getattr(args, key)}" for key in keys if getattr(args, key) is not None]
+    return path, overrides
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -58,13 +90,19 @@ def _parser() -> argparse.ArgumentParser:
                      reasrm judge stages/judge.yaml generation.max_new_tokens=256"""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    judge.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]", help="config file and overrides")
-    for key, (flag, kind, text) in _JUDGE_FLAGS.items():
-        judge.add_argument(flag, dest=key, type=kind, help=text)
-    for key, (flag, text) in _JUDGE_SWITCHES.items():
-        judge.add_argument(flag, dest=key, action="store_true", default=None, help=text)
+    _add_flags(judge, _JUDGE_FLAGS, _JUDGE_SWITCHES)
     judge.add_argument("--show", action="store_true", help="print each judgement readably as it lands")
     judge.set_defaults(func=_judge)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate a judge on RewardBench, RM-Bench, RMB or a held-out split",
+        description="Judge a benchmark and score it exactly as the benchmark does (resumable).",
+        epilog="example: reasrm eval --benchmark rm-bench --data-dir ../shared/data/rm-bench --limit 20 "
+        "--output runs/eval/rm-bench",
+    )
+    _add_flags(evaluate, _EVAL_FLAGS, _JUDGE_SWITCHES)
+    evaluate.set_defaults(func=_eval)
 
     data = commands.add_parser("data", help="build preference-pair datasets from recipes")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -101,19 +139,10 @@ def _split(args: list[str]) -> tuple[str | None, list[str]]:
 def _judge(args: argparse.Namespace) -> int:
     from reasrm.config import JudgeConfig, load_config
 
-    path, overrides = _split(args.args)
-    for key in [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]:
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(path, overrides, schema=JudgeConfig)
-
-    from transformers.utils import logging as hf_logging
-
+    cfg = load_config(*_overrides(args, [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]), schema=JudgeConfig)
     from reasrm.judge import run, summarize
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    _quiet_transformers()
     output = run(cfg, show=_show if args.show else None)
 
     import json
@@ -132,6 +161,23 @@ def _judge(args: argparse.Namespace) -> int:
         )
     if "flip_rate" in stats:
         log.info("  flip rate   %.3f of pairs judged validly in both orders", stats["flip_rate"])
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from reasrm.config import EvalConfig, load_config
+
+    cfg = load_config(*_overrides(args, [*_EVAL_FLAGS, *_JUDGE_SWITCHES]), schema=EvalConfig)
+    from reasrm.eval.run import run, table
+
+    _quiet_transformers()
+    result = run(cfg)
+    b = result["bias"]
+    print(table(result))
+    log.info("%s: headline %.1f over %d pairs (%d invalid calls); A-rate %s, flip rate %s; report: %s/report.md",
+             cfg.benchmark, 100 * result["headline"], result["pairs"], result["invalid"],
+             "-" if b["a_rate"] is None else f"{b['a_rate']:.2f}",
+             "-" if b["flip_rate"] is None else f"{b['flip_rate']:.2f}", cfg.output)  # fmt: skip
     return 0
 
 

@@ -83,11 +83,55 @@ class JudgeConfig:
         return problems
 
 
+BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "pairs")
+
+
+@dataclass
+class EvalConfig:
+    """``reasrm eval``: judge a benchmark and score it exactly as the benchmark does."""
+
+    stage: str = _help("Names this schema.", "eval")
+    benchmark: str = _help(f"One of {', '.join(BENCHMARKS)}.")
+    model: str | None = _help("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
+    backend: str = _help(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
+    prompt_format: str | None = _help("Prompt format; null = the checkpoint's judge card.", None)
+    data_dir: str | None = _help(
+        "Local benchmark data (the layout of ../shared/data/<benchmark>), or for `pairs` a built dataset "
+        "folder (its held-out split); null = the hub (rewardbench).",
+        None,
+    )
+    domain: str | None = _help("Evaluate only pairs of this domain.", None)
+    both_orders: bool = _help("Judge each pair in both slot orders (reports the position-flip rate).", False)
+    limit: int | None = _help(
+        "Evaluate this many prompts (RM-Bench) / records (BoN) / pairs, drawn with the seed.", None
+    )
+    seed: int = _help("Seeds the slot order and the --limit draw.", 0)
+    output: str = _help("Output folder: samples.jsonl, scores.json, report.md, figures.")
+    resume: bool = _help("Continue from samples.jsonl without redoing finished calls.", False)
+    overwrite: bool = _help("Replace an existing evaluation in the output folder.", False)
+    generation: GenerationConfig = _help("Generation settings.", factory=GenerationConfig)
+
+    def check(self) -> list[str]:
+        problems = self.generation.check("generation.")
+        if self.benchmark not in BENCHMARKS:
+            problems.append(f"'benchmark' must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}")
+        if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
+            problems.append(f"'data_dir' is required for {self.benchmark!r}: e.g. data_dir=../shared/data/rm-bench, "
+                            "or for `pairs` a folder written by `reasrm data build`")  # fmt: skip
+        if self.backend not in BACKENDS:
+            problems.append(f"'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"'limit' must be >= 1, got {self.limit}")
+        if self.resume and self.overwrite:
+            problems.append("'resume' and 'overwrite' exclude each other: set one of them")
+        return problems
+
+
 def stages() -> dict[str, type]:
     """Config schemas by the name a file gives in ``stage:`` (recipes live with the data code)."""
     from reasrm.data.recipe import RecipeConfig
 
-    return {"judge": JudgeConfig, "recipe": RecipeConfig}
+    return {"judge": JudgeConfig, "eval": EvalConfig, "recipe": RecipeConfig}
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type | None = None):
@@ -155,6 +199,20 @@ def to_yaml(cfg) -> str:
 def save_config(cfg, path: str | Path) -> None:
     """Save the resolved config (written next to every output so a run can be reproduced)."""
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+def check_resume(saved: Path, cfg, keys: tuple[str, ...]) -> None:
+    """Refuse to resume an output made with settings (``keys``) that change results."""
+    if not saved.is_file():
+        return
+    before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    now = yaml.safe_load(to_yaml(cfg))
+    for key in keys:
+        if before.get(key) != now.get(key):
+            raise ReasrmConfigError(
+                f"cannot resume {cfg.output}: '{key}' was {before.get(key)!r} (see {saved}), now {now.get(key)!r}; "
+                "use the same settings or --overwrite"
+            )
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:

@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 from reasrm.backends import Generation, load_backend
 from reasrm.card import CARD_FILE, JudgeCard
-from reasrm.config import GenerationConfig, JudgeConfig, save_config, to_yaml
+from reasrm.config import GenerationConfig, JudgeConfig, check_resume, save_config
 from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.jsonl import ResumableJsonl
@@ -238,7 +237,7 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
     check_rubrics(pairs, fmt)
     config_path = Path(cfg.output).with_suffix(".config.yaml")
     if cfg.resume:
-        _check_same_settings(config_path, cfg)
+        check_resume(config_path, cfg, _RESULT_KEYS)
     with ResumableJsonl(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite) as out:
         unknown = out.done - {p.id for p in pairs}
         if unknown:
@@ -261,19 +260,6 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
                     if show is not None:
                         show(judgement, pair)
     return Path(cfg.output)
-
-
-def _check_same_settings(config_path: Path, cfg: JudgeConfig) -> None:
-    if not config_path.is_file():
-        return
-    saved = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    current = yaml.safe_load(to_yaml(cfg))
-    for key in _RESULT_KEYS:
-        if saved.get(key) != current.get(key):
-            raise ReasrmConfigError(
-                f"cannot resume {cfg.output}: '{key}' was {saved.get(key)!r} (see {config_path}), now "
-                f"{current.get(key)!r}; use the same settings or --overwrite"
-            )
 
 
 def summarize(records: list[dict]) -> dict:

@@ -37,3 +37,16 @@ def test_demo_judges_the_sample_pairs_with_the_embedded_default(tmp_path):
     assert all(len(r["calls"]) == 2 and r["calls"][0]["text"] for r in records)
     assert result.stdout.count("=== pair") == len(pairs) and "verdict" in result.stdout
     assert "accuracy" in result.stderr
+
+
+def test_eval_on_rm_bench_with_the_embedded_default(shared, tmp_path):
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "-m", "reasrm.cli", "eval", "--benchmark", "rm-bench", "--data-dir",
+         str(shared / "data/rm-bench"), "--limit", "1", "--max-new-tokens", "16", "--output", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["pairs"] == 9 and scores["calls"] == 9
+    assert "total" in result.stdout and (out / "rmbench_matrix.png").is_file()

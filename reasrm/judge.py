@@ -143,6 +143,12 @@ class Judge:
         step = len(swaps)
         return [_aggregate(pair.id, tuple(calls[k * step : (k + 1) * step])) for k, pair in enumerate(pairs)]
 
+    def select_best(self, prompt, candidates: list[str], strategy: str = "knockout", seed: int = 0):
+        """Best-of-N with this judge: see :func:`reasrm.downstream.select_best` (cost and tie rules)."""
+        from reasrm.downstream import select_best
+
+        return select_best(self, prompt, candidates, strategy=strategy, seed=seed)
+
 
 def read_card(name_or_path: str | None) -> JudgeCard | None:
     """The judge card of a checkpoint (a local folder, a GGUF file's folder, or a hub repo), if it has one."""

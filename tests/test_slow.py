@@ -50,3 +50,47 @@ def test_eval_on_rm_bench_with_the_embedded_default(shared, tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["pairs"] == 9 and scores["calls"] == 9
     assert "total" in result.stdout and (out / "rmbench_matrix.png").is_file()
+
+
+def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_path):
+    """TRL's GRPOTrainer, 2 steps, a tiny policy, a tiny judge through the round-robin adapter: the judge's
+    rewards arrive (computed and logged) and the policy's parameters change. The random tiny judge writes
+    no verdicts, so its rewards are all equal; a small length reward beside it gives GRPO the variance it
+    needs to move the parameters."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reasrm import Judge
+    from reasrm.config import GenerationConfig
+    from reasrm.downstream import RoundRobinReward
+
+    judge = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-instruct",
+                                  generation=GenerationConfig(max_new_tokens=4))  # fmt: skip
+    adapter = RoundRobinReward(judge, num_generations=4)
+    received = []
+
+    def round_robin(prompts, completions, **columns):
+        received.append(adapter(prompts, completions, **columns))
+        return received[-1]
+
+    def length(prompts, completions, **columns):
+        return [len(c) / 100 for c in completions]
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model)
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    config = GRPOConfig(output_dir=str(tmp_path), num_generations=4, per_device_train_batch_size=4,
+                        max_completion_length=8, max_steps=2, learning_rate=1e-2, logging_steps=1, report_to="none",
+                        bf16=False, use_cpu=True, save_strategy="no")  # fmt: skip
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[round_robin, length],
+        args=config,
+        train_dataset=Dataset.from_dict({"prompt": ["What is 2 + 2?", "Name a colour."] * 4}),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model),
+    )
+    trainer.train()
+    assert len(received) == 2 and all(len(r) == 4 for r in received)
+    assert any("rewards/round_robin/mean" in entry for entry in trainer.state.log_history)
+    assert any(not torch.equal(before[name], p) for name, p in policy.named_parameters())

@@ -104,6 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_flags(evaluate, _EVAL_FLAGS, _JUDGE_SWITCHES)
     evaluate.set_defaults(func=_eval)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve the judge over HTTP (OpenAI chat completions and /v1/judge)",
+        description="Serve the judge over HTTP: /v1/chat/completions, /v1/judge, /v1/models, /health.",
+        epilog="example: reasrm serve --model path/to/judge --port 8000 --api-key SECRET",
+    )
+    serve.add_argument("--model", help="hub id, local HF folder or .gguf file (default: the embedded default)")
+    serve.add_argument("--prompt-format", help="prompt format name or .yaml path (default: the judge card's)")
+    serve.add_argument("--backend", default="hf", help="hf (default) or vllm")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $REASRM_API_KEY if set)")
+    serve.add_argument("--max-new-tokens", type=int, default=512, help="default for requests that give none")
+    serve.add_argument("--batch-size", type=int, default=16, help="judge calls generated together")
+    serve.set_defaults(func=_serve)
+
     data = commands.add_parser("data", help="build preference-pair datasets from recipes")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     build = data_commands.add_parser(
@@ -202,6 +218,21 @@ def _show(judgement, pair) -> None:
 def _clip(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from reasrm.config import GenerationConfig
+    from reasrm.judge import Judge
+    from reasrm.serve import serve
+
+    _quiet_transformers()
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation)
+    name = args.model or "reasrm-embedded-default"
+    serve(judge, name, args.host, args.port, args.api_key or os.environ.get("REASRM_API_KEY"))
+    return 0
 
 
 def _data_build(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from reasrm.backends import Generation, load_backend
 from reasrm.card import CARD_FILE, JudgeCard
 from reasrm.config import GenerationConfig, JudgeConfig, check_resume, save_config
-from reasrm.data.pairs import Pair, pair_from_dict, read_pairs
+from reasrm.data.pairs import Pair, Slots, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.jsonl import ResumableJsonl
 from reasrm.models import resolve
@@ -98,6 +98,16 @@ class Judgement:
         }
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Pairs rendered for judging: one conversation per (pair, slot order)."""
+
+    pairs: list[Pair]
+    calls_per_pair: int
+    jobs: list[tuple[bool, Slots]]
+    conversations: list[list[dict]]
+
+
 class Judge:
     def __init__(
         self,
@@ -133,15 +143,22 @@ class Judge:
         on_call: Callable[[int], None] | None = None,
     ) -> list[Judgement]:
         """Judge each pair; ``on_call(n)`` is told as each batch of ``n`` judge calls finishes."""
+        batch = self.prepare(pairs, both_orders, seed)
+        return self.finish(batch, self.backend.generate(batch.conversations, self.generation, on_batch=on_call))
+
+    def prepare(self, pairs: Iterable[Pair | dict], both_orders: bool = False, seed: int = 0) -> Batch:
+        """Validate and render: the judge conversations to generate for these pairs."""
         pairs = [p if isinstance(p, Pair) else pair_from_dict(p, f"pairs[{i}]") for i, p in enumerate(pairs)]
         check_rubrics(pairs, self.prompt_format)
         swaps = (False, True) if both_orders else (False,)
         jobs = [(swap, pair.slots(seed, swap)) for pair in pairs for swap in swaps]
-        conversations = [render_slots(self.prompt_format, slots) for _, slots in jobs]
-        generations = self.backend.generate(conversations, self.generation, on_batch=on_call)
-        calls = [_call(swap, slots.chosen_slot, g) for (swap, slots), g in zip(jobs, generations, strict=True)]
-        step = len(swaps)
-        return [_aggregate(pair.id, tuple(calls[k * step : (k + 1) * step])) for k, pair in enumerate(pairs)]
+        return Batch(pairs, len(swaps), jobs, [render_slots(self.prompt_format, slots) for _, slots in jobs])
+
+    def finish(self, batch: Batch, generations: list[Generation]) -> list[Judgement]:
+        """Parse the generations of a prepared batch into judgements."""
+        calls = [_call(swap, slots.chosen_slot, g) for (swap, slots), g in zip(batch.jobs, generations, strict=True)]
+        step = batch.calls_per_pair
+        return [_aggregate(p.id, tuple(calls[k * step : (k + 1) * step])) for k, p in enumerate(batch.pairs)]
 
     def select_best(self, prompt, candidates: list[str], strategy: str = "knockout", seed: int = 0):
         """Best-of-N with this judge: see :func:`reasrm.downstream.select_best` (cost and tie rules)."""

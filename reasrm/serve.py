@@ -1,0 +1,216 @@
+"""`reasrm serve`: the judge behind HTTP (FastAPI + uvicorn, extra ``reasrm[serve]``).
+
+    reasrm serve --model path/to/judge --port 8000 --api-key SECRET
+
+Endpoints: ``POST /v1/chat/completions`` (the OpenAI chat-completions protocol: messages, max_tokens,
+temperature, top_p, n, stop; usage in the reply), ``POST /v1/judge`` (a prompt or conversation and two
+responses -> verdict, status, the raw text of each order, the flip flag), ``GET /v1/models``, ``GET /health``.
+
+Binds 127.0.0.1 unless told otherwise. With an API key, a request without ``Authorization: Bearer KEY``
+gets 401 and is not processed (constant-time comparison). Malformed bodies get 422 naming the field,
+bodies over the size limit 413, generation errors 500 with the message; the server keeps serving.
+
+Concurrent requests are batched: a queue gathers requests for a few milliseconds and sends them to the
+backend as one ``generate`` call (one at a time, in a worker thread), so throughput under load beats one
+request at a time. A request that omits ``temperature`` gets the server's setting (greedy by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+
+from reasrm.backends import Generation
+from reasrm.config import GenerationConfig
+from reasrm.errors import ReasrmError
+from reasrm.judge import Judge
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=16)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class JudgeRequest(BaseModel):
+    prompt: str | None = None
+    conversation: list[Message] | None = None
+    response_a: str = Field(min_length=1)
+    response_b: str = Field(min_length=1)
+    rubric: str | None = None
+    both_orders: bool = False
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> JudgeRequest:
+        if (self.prompt is None) == (self.conversation is None):
+            raise ValueError("give exactly one of 'prompt' (a string) or 'conversation' (messages)")
+        return self
+
+
+class Batcher:
+    """Gathers generation requests for ``window`` seconds and runs each settings group as one backend call."""
+
+    def __init__(self, backend, window: float = 0.005):
+        self.backend, self.window = backend, window
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def generate(self, conversations: list[list[dict]], settings: GenerationConfig) -> list[Generation]:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((conversations, settings, future))
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            items = [await self.queue.get()]
+            deadline = time.monotonic() + self.window
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
+            groups: dict[tuple, list] = {}
+            for item in items:
+                groups.setdefault(dataclasses.astuple(item[1]), []).append(item)
+            for group in groups.values():
+                await self._run_group(group)
+
+    async def _run_group(self, group: list) -> None:
+        conversations = [c for convs, _, _ in group for c in convs]
+        try:
+            generations = await asyncio.to_thread(self.backend.generate, conversations, group[0][1])
+        except Exception as e:  # the requests fail with a 500; the batcher keeps serving
+            for _, _, future in group:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        start = 0
+        for convs, _, future in group:
+            if not future.done():
+                future.set_result(generations[start : start + len(convs)])
+            start += len(convs)
+
+
+def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_body_bytes: int = 2_000_000,
+               window: float = 0.005) -> FastAPI:  # fmt: skip
+    batcher = Batcher(judge.backend, window)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="reasrm judge", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            return JSONResponse({"error": {"message": f"body over {max_body_bytes} bytes"}}, status_code=413)
+        return await call_next(request)
+
+    async def _authorised(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong API key (Authorization: Bearer KEY)")
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": {"message": f"{type(error).__name__}: {error}"}}, status_code=500)
+
+    @app.get("/health", dependencies=[Depends(_authorised)])
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models", dependencies=[Depends(_authorised)])
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "reasrm"}]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(_authorised)])
+    async def chat(body: ChatRequest) -> dict:
+        settings = dataclasses.replace(
+            judge.generation,
+            max_new_tokens=body.max_completion_tokens or body.max_tokens or judge.generation.max_new_tokens,
+            temperature=judge.generation.temperature if body.temperature is None else body.temperature,
+            top_p=judge.generation.top_p if body.top_p is None else body.top_p,
+            seed=judge.generation.seed if body.seed is None else body.seed,
+        )
+        conversation = [m.model_dump() for m in body.messages]
+        generations = await batcher.generate([conversation] * body.n, settings)
+        stops = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
+        choices = []
+        for index, g in enumerate(generations):
+            text, cut = _apply_stop(g.text, stops)
+            length = not cut and g.completion_tokens >= settings.max_new_tokens
+            choices.append({"index": index, "message": {"role": "assistant", "content": text},
+                            "finish_reason": "length" if length else "stop"})  # fmt: skip
+        prompt_tokens = generations[0].prompt_tokens
+        completion_tokens = sum(g.completion_tokens for g in generations)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }  # fmt: skip
+
+    @app.post("/v1/judge", dependencies=[Depends(_authorised)])
+    async def judge_pair(body: JudgeRequest) -> dict:
+        row = {"response_a": body.response_a, "response_b": body.response_b, "rubric": body.rubric}
+        if body.prompt is not None:
+            row["prompt"] = body.prompt
+        else:
+            row["context"] = [m.model_dump() for m in body.conversation]
+        try:
+            batch = judge.prepare([row], both_orders=body.both_orders, seed=body.seed)
+        except ReasrmError as e:
+            raise HTTPException(status_code=422, detail=str(e).removeprefix("pairs[0]: ")) from None
+        (j,) = judge.finish(batch, await batcher.generate(batch.conversations, judge.generation))
+        return {
+            "verdict": j.verdict.choice,
+            "status": j.status,
+            "flip": j.flip,
+            "sections": {k: v for k, v in j.verdict.to_dict().items() if k not in ("choice", "status")},
+            "orders": [{"order": c.order, "text": c.text, "verdict": c.verdict.choice, "status": c.verdict.status,
+                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
+                       for c in j.calls],
+        }  # fmt: skip
+
+    return app
+
+
+def _apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """The text up to the first stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def serve(judge: Judge, model_name: str, host: str, port: int, api_key: str | None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(judge, model_name, api_key), host=host, port=port, log_level="info")

@@ -1,0 +1,153 @@
+"""`reasrm serve` in a real process on a loopback port, spoken to with the official `openai` client and httpx."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2 as httpx  # the HTTP client the openai package itself uses
+import openai
+import pytest
+
+KEY = "test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(model, *extra):
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reasrm.cli", "serve", "--model", str(model), "--prompt-format", "rm-r1-instruct",
+         "--port", str(port), "--api-key", KEY, "--max-new-tokens", "6", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(process.stdout.read().decode())
+        try:
+            if httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {KEY}"}, timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    process, url = _start(tiny_model)
+    yield url, str(tiny_model)
+    process.terminate()
+    process.wait(timeout=30)
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def test_openai_client_chat_completions(server):
+    server, name = server
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY)
+    reply = client.chat.completions.create(model="judge", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert reply.object == "chat.completion" and len(reply.choices) == 1
+    assert isinstance(reply.choices[0].message.content, str) and reply.choices[0].finish_reason in ("stop", "length")
+    assert 1 <= reply.usage.completion_tokens <= 4 and reply.usage.prompt_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    several = client.chat.completions.create(
+        model="judge", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, n=3, temperature=1.0, seed=1
+    )
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    assert [m.id for m in client.models.list().data] == [name]
+    greedy = [client.chat.completions.create(model="j", messages=[{"role": "user", "content": "Hey"}], max_tokens=5)
+              for _ in range(2)]  # fmt: skip
+    assert greedy[0].choices[0].message.content == greedy[1].choices[0].message.content  # greedy by default
+
+
+def test_wrong_or_missing_key_is_refused(server):
+    server, _ = server
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0).models.list()
+    assert httpx.get(f"{server}/health").status_code == 401
+    body = {"prompt": "q", "response_a": "a", "response_b": "b"}
+    assert httpx.post(f"{server}/v1/judge", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_judge_endpoint_both_orders(server):
+    server, _ = server
+    body = {"prompt": "What is 2 + 2?", "response_a": "4", "response_b": "5", "both_orders": True}
+    reply = httpx.post(f"{server}/v1/judge", json=body, headers=AUTH, timeout=60)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert [o["order"] for o in data["orders"]] == ["AB", "BA"]
+    assert data["status"] in ("ok", "inconsistent", "missing", "truncated", "malformed", "conflicting")
+    assert (data["verdict"] is None) == (data["status"] != "ok")
+
+
+def test_concurrent_requests_are_batched_without_mixing_replies(server):
+    server, _ = server
+    bodies = [{"prompt": f"Question {i}?", "response_a": f"answer {i}", "response_b": "no"} for i in range(8)]
+    sequential = [httpx.post(f"{server}/v1/judge", json=b, headers=AUTH, timeout=60).json() for b in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(
+            pool.map(lambda b: httpx.post(f"{server}/v1/judge", json=b, headers=AUTH, timeout=60), bodies)
+        )
+    assert all(r.status_code == 200 for r in concurrent)
+    # Greedy decoding: each reply is its own request's, whatever it was batched with.
+    assert [r.json()["orders"][0]["text"] for r in concurrent] == [s["orders"][0]["text"] for s in sequential]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "q", "response_a": "a"}, "response_b"),
+        ({"prompt": "q", "conversation": [{"role": "user", "content": "q"}], "response_a": "a", "response_b": "b"},
+         "prompt"),
+        ({"prompt": "q", "response_a": "a", "response_b": "b", "both_orders": "sometimes"}, "both_orders"),
+    ],
+)  # fmt: skip
+def test_malformed_bodies_get_422_naming_the_field(server, body, field):
+    server, _ = server
+    reply = httpx.post(f"{server}/v1/judge", json=body, headers=AUTH)
+    assert reply.status_code == 422 and field in reply.text
+
+
+def test_bad_chat_request_and_rubric_get_422(server):
+    server, _ = server
+    reply = httpx.post(f"{server}/v1/chat/completions", json={"messages": [], "max_tokens": 3}, headers=AUTH)
+    assert reply.status_code == 422 and "messages" in reply.text
+    body = {"prompt": "q", "response_a": "a", "response_b": "b", "rubric": "medical"}
+    reply = httpx.post(f"{server}/v1/judge", json=body, headers=AUTH)
+    assert reply.status_code == 422 and "rubric" in reply.text
+
+
+def test_oversized_body_gets_413(server):
+    server, _ = server
+    body = {"prompt": "q" * 3_000_000, "response_a": "a", "response_b": "b"}
+    assert httpx.post(f"{server}/v1/judge", json=body, headers=AUTH).status_code == 413
+
+
+def test_generation_error_is_a_500_and_the_server_keeps_serving(tiny_model, tmp_path):
+    broken = tmp_path / "no-template"
+    shutil.copytree(tiny_model, broken)
+    (broken / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((broken / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (broken / "tokenizer_config.json").write_text(json.dumps(config))
+    process, url = _start(broken)
+    try:
+        reply = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]},
+                           headers=AUTH, timeout=60)  # fmt: skip
+        assert reply.status_code == 500 and "chat" in reply.json()["error"]["message"].lower()
+        assert httpx.get(f"{url}/health", headers=AUTH).status_code == 200
+        assert httpx.get(f"{url}/v1/models", headers=AUTH).json()["data"][0]["id"] == str(broken)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

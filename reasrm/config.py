@@ -51,7 +51,7 @@ class GenerationConfig:
         return problems
 
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "openai")
 
 
 @dataclass
@@ -63,6 +63,9 @@ class JudgeConfig:
     backend: str = _help(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
     prompt_format: str | None = _help(
         "Prompt format name or .yaml path; null = the checkpoint's judge card (required without one).", None
+    )
+    base_url: str | None = _help(
+        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
     )
     pairs: str = _help("Input JSONL: prompt|context, chosen/rejected or response_a/response_b, optional id.")
     output: str = _help("Output JSONL, one line per pair; the resolved config is saved beside it.")
@@ -95,6 +98,9 @@ class EvalConfig:
     model: str | None = _help("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
     backend: str = _help(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
     prompt_format: str | None = _help("Prompt format; null = the checkpoint's judge card.", None)
+    base_url: str | None = _help(
+        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
+    )
     data_dir: str | None = _help(
         "Local benchmark data (the layout of ../shared/data/<benchmark>), or for `pairs` a built dataset "
         "folder (its held-out split); null = the hub (rewardbench).",

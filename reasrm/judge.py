@@ -4,6 +4,8 @@
 judge card names its prompt format). ``Judge.judge`` renders each pair with the one prompt renderer,
 generates through a backend, and parses every completion with the verdict grammar in lenient mode.
 
+A call the backend gave up on (the openai backend, after its retries) has status ``failed``.
+
 Labelled pairs (chosen/rejected) put the chosen response in a seeded slot, recorded per call; with
 ``both_orders=True`` each pair is also judged with the slots swapped, and the two verdicts aggregate:
 the same response twice -> that verdict; different responses -> no verdict, status ``inconsistent``
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from reasrm.backends import Generation, load_backend
+from reasrm.backends import Generation, backend_options, load_backend
 from reasrm.card import CARD_FILE, JudgeCard
 from reasrm.config import GenerationConfig, JudgeConfig, check_resume, save_config
 from reasrm.data.pairs import Pair, Slots, pair_from_dict, read_pairs
@@ -44,6 +46,7 @@ class Call:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    error: str | None = None  # the backend gave up on this call (status "failed")
 
     @property
     def winner(self) -> str | None:
@@ -59,6 +62,7 @@ class Call:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 4),
+            "error": self.error,
         }
 
 
@@ -209,14 +213,16 @@ def check_rubrics(pairs: list[Pair], fmt: PromptFormat) -> None:
 
 
 def _call(swap: bool, chosen_slot: str | None, generation: Generation) -> Call:
+    failed = generation.error is not None  # reported, never dropped: no verdict, status "failed"
     return Call(
         order="BA" if swap else "AB",
         chosen_slot=chosen_slot,
         text=generation.text,
-        verdict=parse_verdict(generation.text, mode="lenient"),
+        verdict=Verdict(None, "failed") if failed else parse_verdict(generation.text, mode="lenient"),
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=generation.completion_tokens,
         seconds=generation.seconds,
+        error=generation.error,
     )
 
 
@@ -248,7 +254,7 @@ def _winner(choice: str | None, chosen_slot: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the judgements: a resumed run must use the same ones.
-_RESULT_KEYS = ("model", "backend", "prompt_format", "both_orders", "seed", "generation")
+_RESULT_KEYS = ("model", "backend", "base_url", "prompt_format", "both_orders", "seed", "generation")
 
 
 def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None) -> Path:
@@ -272,7 +278,7 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
         pending = [p for p in pairs if p.id not in out.done]
         if not pending:
             return Path(cfg.output)
-        judge = Judge(load_backend(cfg.backend, cfg.model), fmt, cfg.generation, card)
+        judge = Judge(load_backend(cfg.backend, cfg.model, **backend_options(cfg)), fmt, cfg.generation, card)
         calls_per_pair = 2 if cfg.both_orders else 1
         chunk = cfg.generation.batch_size * 4  # a few batches per chunk: room to sort by length, lines land often
         with tqdm(total=len(pending) * calls_per_pair, unit="call", desc="judging", disable=None) as bar:

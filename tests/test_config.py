@@ -60,7 +60,7 @@ def test_cross_field_rules_name_key_value_and_fix(tmp_path):
     assert len(problems) == 4
     assert any("'generation.temperature' must be >= 0 (0 = greedy), got -1.0" in p for p in problems)
     assert any("'generation.top_p' must be in (0, 1], got 0.0" in p for p in problems)
-    assert any("'backend' must be one of hf, vllm, got 'tgi'" in p for p in problems)
+    assert any("'backend' must be one of hf, vllm, openai, got 'tgi'" in p for p in problems)
     assert any("'resume' and 'overwrite' exclude each other" in p for p in problems)
 
 

@@ -151,3 +151,53 @@ def test_generation_error_is_a_500_and_the_server_keeps_serving(tiny_model, tmp_
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# --- the openai backend, against `reasrm serve` -----------------------------------------------------
+
+PAIRS = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i + 2)} for i in range(3)]
+
+
+def test_openai_backend_judges_like_the_local_model(server, tiny_model):
+    from reasrm import Judge
+    from reasrm.config import GenerationConfig
+
+    url, name = server
+    settings = GenerationConfig(max_new_tokens=6)
+    remote = Judge.from_pretrained(name, backend="openai", prompt_format="rm-r1-instruct", generation=settings,
+                                   base_url=f"{url}/v1", api_key=KEY)  # fmt: skip
+    local = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-instruct", generation=settings)
+    got, expected = remote.judge(PAIRS, both_orders=True), local.judge(PAIRS, both_orders=True)
+    assert [c.text for j in got for c in j.calls] == [c.text for j in expected for c in j.calls]  # greedy, same model
+    assert [j.status for j in got] == [j.status for j in expected]
+    assert all(c.prompt_tokens > 0 and c.error is None for j in got for c in j.calls)
+
+
+def test_stopped_server_retries_then_reports_failed_pairs(tiny_model):
+    from reasrm import Judge
+    from reasrm.backends.openai import OpenAIBackend
+    from reasrm.prompts import load_format
+
+    process, url = _start(tiny_model)
+    process.terminate()  # the server goes away before the run
+    process.wait(timeout=30)
+    backend = OpenAIBackend("judge", f"{url}/v1", KEY, max_retries=2, backoff=0.01, timeout=5)
+    judge = Judge(backend, load_format("rm-r1-instruct"))
+    started = time.monotonic()
+    judgements = judge.judge(PAIRS)
+    assert [j.status for j in judgements] == ["failed"] * 3  # reported, not dropped
+    assert all("APIConnectionError after 3 attempts" in j.calls[0].error for j in judgements)
+    assert time.monotonic() - started < 30
+
+
+def test_wrong_key_fails_at_once_without_retrying(server):
+    from reasrm import Judge
+    from reasrm.errors import ReasrmError
+
+    url, name = server
+    judge = Judge.from_pretrained(name, backend="openai", prompt_format="rm-r1-instruct", base_url=f"{url}/v1",
+                                  api_key="wrong", max_retries=50, backoff=1.0)  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(ReasrmError, match="refused the API key"):
+        judge.judge(PAIRS)
+    assert time.monotonic() - started < 5  # 50 retries with 1 s backoff would take minutes

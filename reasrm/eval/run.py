@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from reasrm.backends import backend_options
 from reasrm.config import EvalConfig, check_resume, save_config
 from reasrm.data.build import collect, load_built, load_recipe
 from reasrm.data.pairs import Pair
@@ -72,8 +73,8 @@ def pair_key(pair: Pair) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the samples: a resumed run must use the same ones (limit may grow).
-_RESULT_KEYS = ("benchmark", "model", "backend", "prompt_format", "data_dir", "domain", "both_orders", "seed",
-                "generation")  # fmt: skip
+_RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "data_dir", "domain", "both_orders",
+                "seed", "generation")  # fmt: skip
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -90,7 +91,8 @@ def run(cfg: EvalConfig) -> dict:
         save_config(cfg, output / "eval.yaml")
         pending = [p for p in pairs if any(_key(p, o) not in samples.done for o in ("AB", "BA")[:calls_per_pair])]
         if pending:
-            judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation)
+            judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation,
+                                          **backend_options(cfg))  # fmt: skip
             chunk = cfg.generation.batch_size * 4
             with tqdm(
                 total=len(pending) * calls_per_pair, unit="call", desc=f"eval {cfg.benchmark}", disable=None

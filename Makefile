@@ -10,7 +10,7 @@ ARGS   ?=
 MODEL  ?=
 SHARED ?= ../shared
 
-.PHONY: setup demo data judge eval serve test test-slow test-gpu lint format bench clean
+.PHONY: setup demo data judge eval serve policy test test-slow test-gpu lint format bench clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ judge: setup
 eval: setup
 	$(VENV)/bin/reasrm eval --benchmark rm-bench --data-dir $(SHARED)/data/rm-bench --limit 4 \
 		--max-new-tokens 128 --output runs/eval/rm-bench --overwrite $(if $(MODEL),--model $(MODEL),) $(ARGS)
+
+policy: setup
+	$(VENV)/bin/reasrm policy stages/policy_grpo.yaml $(if $(MODEL),judge=$(MODEL),) $(ARGS)
 
 serve: setup
 	$(VENV)/bin/reasrm serve $(if $(MODEL),--model $(MODEL),) $(ARGS)

@@ -105,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_flags(evaluate, _EVAL_FLAGS, _JUDGE_SWITCHES)
     evaluate.set_defaults(func=_eval)
 
+    policy = commands.add_parser(
+        "policy",
+        help="train a policy with the judge as its GRPO reward",
+        description="Train a policy with TRL's GRPOTrainer, the judge's pairwise verdicts as its reward.",
+        epilog="example: reasrm policy stages/policy_grpo.yaml max_steps=2",
+    )
+    policy.add_argument("config", metavar="CONFIG.yaml")
+    policy.add_argument("overrides", nargs="*", metavar="key=value")
+    policy.set_defaults(func=_policy)
+
     serve = commands.add_parser(
         "serve",
         help="serve the judge over HTTP (OpenAI chat completions and /v1/judge)",
@@ -219,6 +229,16 @@ def _show(judgement, pair) -> None:
 def _clip(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from reasrm.config import load_config
+    from reasrm.policy import PolicyConfig, run
+
+    cfg = load_config(args.config, args.overrides, schema=PolicyConfig)
+    _quiet_transformers()
+    log.info("trained policy: %s", run(cfg))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

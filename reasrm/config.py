@@ -136,8 +136,9 @@ class EvalConfig:
 def stages() -> dict[str, type]:
     """Config schemas by the name a file gives in ``stage:`` (recipes live with the data code)."""
     from reasrm.data.recipe import RecipeConfig
+    from reasrm.policy import PolicyConfig
 
-    return {"judge": JudgeConfig, "eval": EvalConfig, "recipe": RecipeConfig}
+    return {"judge": JudgeConfig, "eval": EvalConfig, "recipe": RecipeConfig, "policy": PolicyConfig}
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type | None = None):

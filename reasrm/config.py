@@ -64,6 +64,9 @@ class JudgeConfig:
     prompt_format: str | None = _help(
         "Prompt format name or .yaml path; null = the checkpoint's judge card (required without one).", None
     )
+    rubric: str | None = _help(
+        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
+    )
     base_url: str | None = _help(
         "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
     )
@@ -98,6 +101,9 @@ class EvalConfig:
     model: str | None = _help("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
     backend: str = _help(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
     prompt_format: str | None = _help("Prompt format; null = the checkpoint's judge card.", None)
+    rubric: str | None = _help(
+        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
+    )
     base_url: str | None = _help(
         "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
     )
@@ -136,9 +142,12 @@ class EvalConfig:
 def stages() -> dict[str, type]:
     """Config schemas by the name a file gives in ``stage:`` (recipes live with the data code)."""
     from reasrm.data.recipe import RecipeConfig
+    from reasrm.distill import DistillConfig
     from reasrm.policy import PolicyConfig
+    from reasrm.rl import RLConfig
 
-    return {"judge": JudgeConfig, "eval": EvalConfig, "recipe": RecipeConfig, "policy": PolicyConfig}
+    return {"judge": JudgeConfig, "eval": EvalConfig, "recipe": RecipeConfig, "policy": PolicyConfig,
+            "distill": DistillConfig, "rl": RLConfig}  # fmt: skip
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type | None = None):

@@ -1,8 +1,10 @@
 """The judge: load a reasoning reward model and turn pairs into parsed verdicts.
 
 ``Judge.from_pretrained`` takes a hub id, a local HF folder, a GGUF file or a reasrm checkpoint (whose
-judge card names its prompt format). ``Judge.judge`` renders each pair with the one prompt renderer,
-generates through a backend, and parses every completion with the verdict grammar in lenient mode.
+judge card names its prompt format and rubric pack). ``Judge.judge`` renders each pair with the one
+renderer (:class:`reasrm.rubrics.JudgePrompt`: a forced ``rubric``, else the pair's ``rubric`` field,
+else the card's pack, else the bare prompt format), generates through a backend, and parses every
+completion with the verdict grammar in lenient mode.
 
 A call the backend gave up on (the openai backend, after its retries) has status ``failed``.
 
@@ -15,6 +17,7 @@ the same response twice -> that verdict; different responses -> no verdict, stat
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,9 +32,11 @@ from reasrm.data.pairs import Pair, Slots, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.jsonl import ResumableJsonl
 from reasrm.models import resolve
-from reasrm.prompts import PromptFormat, available_formats, load_format, render_slots
+from reasrm.prompts import PromptFormat, available_formats, load_format
+from reasrm.rubrics import JudgePrompt
 from reasrm.verdict import Verdict, parse_verdict
 
+log = logging.getLogger(__name__)
 EMBEDDED_FORMAT = "rm-r1-instruct"  # what the embedded default is prompted with when nothing else is named
 
 
@@ -119,11 +124,13 @@ class Judge:
         prompt_format: PromptFormat,
         generation: GenerationConfig | None = None,
         card: JudgeCard | None = None,
+        rubric: str | None = None,
     ):
         self.backend = backend
         self.prompt_format = prompt_format
         self.generation = generation or GenerationConfig()
         self.card = card
+        self.prompt = JudgePrompt.create(prompt_format, card.rubric_pack if card else None, rubric)
 
     @classmethod
     def from_pretrained(
@@ -132,13 +139,15 @@ class Judge:
         backend: str = "hf",
         prompt_format: str | None = None,
         generation: GenerationConfig | None = None,
+        rubric: str | None = None,
         **backend_kwargs,
     ) -> Judge:
-        """Load a judge. ``name_or_path=None`` is the embedded default; ``prompt_format`` overrides the card.
+        """Load a judge. ``name_or_path=None`` is the embedded default; ``prompt_format`` overrides the card;
+        ``rubric`` forces one rubric pack for every pair (else a pair's own, else the card's).
         With ``backend="openai"`` the name is the served model's, which has no card to read."""
         card = read_card(name_or_path) if backend != "openai" else None
         fmt = load_format(resolve_format(name_or_path, prompt_format, card))
-        return cls(load_backend(backend, name_or_path, **backend_kwargs), fmt, generation, card)
+        return cls(load_backend(backend, name_or_path, **backend_kwargs), fmt, generation, card, rubric)
 
     def judge(
         self,
@@ -154,10 +163,12 @@ class Judge:
     def prepare(self, pairs: Iterable[Pair | dict], both_orders: bool = False, seed: int = 0) -> Batch:
         """Validate and render: the judge conversations to generate for these pairs."""
         pairs = [p if isinstance(p, Pair) else pair_from_dict(p, f"pairs[{i}]") for i, p in enumerate(pairs)]
-        check_rubrics(pairs, self.prompt_format)
+        self.prompt.check(pairs)
+        check_pack_versions(self.prompt.packs(pairs), self.card)
         swaps = (False, True) if both_orders else (False,)
         jobs = [(swap, pair.slots(seed, swap)) for pair in pairs for swap in swaps]
-        return Batch(pairs, len(swaps), jobs, [render_slots(self.prompt_format, slots) for _, slots in jobs])
+        conversations = [self.prompt.messages(pairs[k // len(swaps)], slots) for k, (_, slots) in enumerate(jobs)]
+        return Batch(pairs, len(swaps), jobs, conversations)
 
     def finish(self, batch: Batch, generations: list[Generation]) -> list[Judgement]:
         """Parse the generations of a prepared batch into judgements."""
@@ -203,14 +214,17 @@ def resolve_format(name_or_path: str | None, prompt_format: str | None, card: Ju
     )
 
 
-def check_rubrics(pairs: list[Pair], fmt: PromptFormat) -> None:
-    """The shipped formats let the judge write its own rubric: a pair that names a pack cannot be honoured."""
-    for pair in pairs:
-        if pair.rubric is not None:
-            raise ReasrmDataError(
-                f"pair {pair.id!r}: field 'rubric' names {pair.rubric!r}, but prompt format {fmt.id!r} has the "
-                "judge write its own rubric; remove the field or choose a rubric-pack format"
-            )
+def check_pack_versions(used: dict[str, int], card: JudgeCard | None) -> None:
+    """Warn (once per pack) when a pack's version differs from the one the checkpoint was trained with."""
+    trained = (card.rubric_packs or {}) if card is not None else {}
+    for pack, version in used.items():
+        if pack in trained and trained[pack] != version and (pack, version) not in _warned:
+            _warned.add((pack, version))
+            log.warning("rubric pack %s is at version %d; this judge was trained with version %d",
+                        pack, version, trained[pack])  # fmt: skip
+
+
+_warned: set[tuple[str, int]] = set()
 
 
 def _call(swap: bool, chosen_slot: str | None, generation: Generation) -> Call:
@@ -255,7 +269,7 @@ def _winner(choice: str | None, chosen_slot: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the judgements: a resumed run must use the same ones.
-_RESULT_KEYS = ("model", "backend", "base_url", "prompt_format", "both_orders", "seed", "generation")
+_RESULT_KEYS = ("model", "backend", "base_url", "prompt_format", "rubric", "both_orders", "seed", "generation")
 
 
 def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None) -> Path:
@@ -264,7 +278,7 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
     resolve(cfg.model)  # a missing model is one clear line, before any output is touched
     card = read_card(cfg.model)
     fmt = load_format(resolve_format(cfg.model, cfg.prompt_format, card))
-    check_rubrics(pairs, fmt)
+    JudgePrompt.create(fmt, card.rubric_pack if card else None, cfg.rubric).check(pairs)
     config_path = Path(cfg.output).with_suffix(".config.yaml")
     if cfg.resume:
         check_resume(config_path, cfg, _RESULT_KEYS)
@@ -279,7 +293,8 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
         pending = [p for p in pairs if p.id not in out.done]
         if not pending:
             return Path(cfg.output)
-        judge = Judge(load_backend(cfg.backend, cfg.model, **backend_options(cfg)), fmt, cfg.generation, card)
+        judge = Judge(load_backend(cfg.backend, cfg.model, **backend_options(cfg)), fmt, cfg.generation, card,
+                      cfg.rubric)  # fmt: skip
         calls_per_pair = 2 if cfg.both_orders else 1
         chunk = cfg.generation.batch_size * 4  # a few batches per chunk: room to sort by length, lines land often
         with tqdm(total=len(pending) * calls_per_pair, unit="call", desc="judging", disable=None) as bar:

@@ -1,7 +1,8 @@
 """Prompt formats: render (conversation, response A, response B) into the judge's chat messages.
 
-This is the one place a judge conversation is rendered; the teacher, SFT formatting, GRPO prompts, the
-``Judge`` and the server all call :func:`render`. Formats are data files in ``rubrics/formats/``; the
+This is the one place a judge conversation is rendered: the teacher, SFT formatting, GRPO prompts, the
+``Judge`` and the server all go through :class:`reasrm.rubrics.JudgePrompt`, which picks the rubric
+pack and calls :func:`render`. Formats are data files in ``rubrics/formats/``; the
 shipped ``rm-r1-instruct`` and ``rm-r1-reasoning`` are byte-identical to what the released RM-R1
 checkpoints were trained on.
 
@@ -14,8 +15,8 @@ instructions) is rendered with :func:`escape`:
   rubric justify solution eval``), opening or closing: ``<`` and ``>`` become ``&lt;`` and ``&gt;``,
   e.g. ``<answer>`` -> ``&lt;answer&gt;``;
 - verdict markers ``[[A]]`` / ``[[B]]`` (any case, inner spaces): ``[ [A] ]``;
-- frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``: brackets become
-  parentheses, ``(The End of Chatbot A's Response)``.
+- frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``, ``[Reference Answer]``:
+  brackets become parentheses, ``(The End of Chatbot A's Response)``.
 
 Text without these patterns is rendered unchanged, so ordinary pairs stay byte-compatible.
 """
@@ -36,7 +37,7 @@ _TAG = re.compile(
     r"<\s*(/?)\s*(answer|think|quote_[ab]|summary_[ab]|type|rubric|justify|solution|eval)\s*>", re.IGNORECASE
 )
 _MARKER = re.compile(r"\[\[\s*([ab])\s*\]\]", re.IGNORECASE)
-_FRAME = re.compile(r"\[((?:The (?:Start|End) of [^\]\n]{0,200})|Client Question)\]", re.IGNORECASE)
+_FRAME = re.compile(r"\[((?:The (?:Start|End) of [^\]\n]{0,200})|Client Question|Reference Answer)\]", re.IGNORECASE)
 _FIELDS = {"id", "version", "description", "system", "user_single_turn", "user_multi_turn"}
 
 
@@ -88,28 +89,30 @@ def render(
     response_a: str,
     response_b: str,
     context_b: tuple[dict, ...] | list[dict] | None = None,
+    reference: str = "",
 ) -> list[dict]:
     """The judge conversation (chat messages) for one pair in one slot order. ``context_b`` is slot B's
-    conversation when it differs from slot A's (multi-turn pairs whose earlier turns differ)."""
+    conversation when it differs from slot A's (multi-turn pairs whose earlier turns differ); ``reference``
+    fills a format's ``{reference}`` field (rubric-pack formats: the rendered reference-answer block).
+    Stages render through :class:`reasrm.rubrics.JudgePrompt`, which picks the pack and calls this."""
     if isinstance(fmt, str):
         fmt = load_format(fmt)
     context_b = context if context_b is None else context_b
     if len(context) == 1 and context[0]["role"] == "user" and tuple(context_b) == tuple(context):
         user = fmt.user_single_turn.format(
-            question=escape(context[0]["content"]), answer_a=escape(response_a), answer_b=escape(response_b)
+            question=escape(context[0]["content"]),
+            answer_a=escape(response_a),
+            answer_b=escape(response_b),
+            reference=reference,
         )
     else:
         user = fmt.user_multi_turn.format(
             conversation_1=_conversation(context, response_a, "A"),
             conversation_2=_conversation(context_b, response_b, "B"),
+            reference=reference,
         )
     messages = [{"role": "system", "content": fmt.system}] if fmt.system is not None else []
     return [*messages, {"role": "user", "content": user}]
-
-
-def render_slots(fmt: PromptFormat | str, slots) -> list[dict]:
-    """``render`` for a :class:`reasrm.data.pairs.Slots`: the one call every stage makes for a pair."""
-    return render(fmt, slots.context_a, slots.response_a, slots.response_b, slots.context_b)
 
 
 def _conversation(context, response: str, slot: str) -> str:

@@ -57,7 +57,8 @@ class JudgeRequest(BaseModel):
     conversation: list[Message] | None = None
     response_a: str = Field(min_length=1)
     response_b: str = Field(min_length=1)
-    rubric: str | None = None
+    rubric: str | None = None  # a rubric pack id (else the judge's forced or card pack, else its prompt format)
+    reference: str | None = None  # a reference answer, shown by packs with `reference: use|require`
     both_orders: bool = False
     seed: int = 0
 
@@ -181,7 +182,8 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
 
     @app.post("/v1/judge", dependencies=[Depends(_authorised)])
     async def judge_pair(body: JudgeRequest) -> dict:
-        row = {"response_a": body.response_a, "response_b": body.response_b, "rubric": body.rubric}
+        row = {"response_a": body.response_a, "response_b": body.response_b, "rubric": body.rubric,
+               "reference": body.reference}  # fmt: skip
         if body.prompt is not None:
             row["prompt"] = body.prompt
         else:
@@ -191,7 +193,9 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         except ReasrmError as e:
             raise HTTPException(status_code=422, detail=str(e).removeprefix("pairs[0]: ")) from None
         (j,) = judge.finish(batch, await batcher.generate(batch.conversations, judge.generation))
+        pack = judge.prompt.pack_for(batch.pairs[0])
         return {
+            "rubric": None if pack is None else {"id": pack.id, "version": pack.version},
             "verdict": j.verdict.choice,
             "status": j.status,
             "flip": j.flip,

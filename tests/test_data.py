@@ -15,7 +15,7 @@ from reasrm.data.pairs import Pair
 from reasrm.data.recipe import RecipeConfig
 from reasrm.data.synthetic import FAMILIES, verifiable
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.prompts import render_slots
+from reasrm.rubrics import JudgePrompt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_skywork_single_multi_turn_and_magpie_exclusion(tmp_path, write_jsonl):
     # Earlier turns differ: the full conversations are kept, and each slot is rendered with its own.
     assert differing.rejected_context[1]["content"] == "Other"
     slots = differing.slots(0, slot="A")
-    text = render_slots("rm-r1-instruct", slots)[1]["content"]
+    text = JudgePrompt.create("rm-r1-instruct").messages(differing, slots)[1]["content"]
     assert "Chatbot A: Hello" in text and "Chatbot B: Other" in text
 
 

@@ -28,6 +28,7 @@ from reasrm.data.recipe import RecipeConfig, SourceConfig
 from reasrm.data.synthetic import GENERATORS
 from reasrm.errors import ReasrmDataError
 from reasrm.resources import recipes_dir
+from reasrm.rubrics import pack_error
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -181,9 +182,12 @@ def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: 
             row_where = where if len(rows) == 1 else f"{where} (pair {k + 1} of {len(rows)})"
             row = {**row, "source": source.name}
             row.setdefault("domain", source.domain)
-            row.setdefault("rubric", source.rubric)
+            if row.get("rubric") is None:
+                row["rubric"] = source.rubric or cfg.rubrics.get(row["domain"])
             try:
                 pair = pair_from_dict(row, row_where, cfg.domains)
+                if pair.rubric is not None and pack_error(pair.rubric):
+                    raise RowError(row_where, "unknown_rubric", f"field 'rubric': {pack_error(pair.rubric)}")
             except RowError as e:
                 if (e.reason == "empty_answer" and source.filters.drop_empty) or (
                     e.reason == "identical_answers" and source.filters.drop_identical

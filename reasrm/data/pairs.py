@@ -246,3 +246,16 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not pairs:
         raise ReasrmDataError(f"{path}: no pairs in the file")
     return pairs
+
+
+def pair_at(spec: str) -> Pair:
+    """The pair on one line of a JSONL file, given as ``FILE:LINE`` (lines count from 1)."""
+    path, sep, line = spec.rpartition(":")
+    if not sep or not line.isdigit() or int(line) < 1:
+        raise ReasrmDataError(f"{spec}: expected FILE:LINE, e.g. pairs.jsonl:3")
+    for where, row in iter_jsonl(Path(path)):
+        if where.rpartition(":")[2] == line:
+            if isinstance(row, RowError):
+                raise row
+            return pair_from_dict(row, where)
+    raise ReasrmDataError(f"{path}: no pair on line {line}")

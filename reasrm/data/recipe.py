@@ -16,6 +16,7 @@ from reasrm.config import _help
 from reasrm.data.converters import CONVERTERS
 from reasrm.data.pairs import DOMAINS
 from reasrm.data.synthetic import GENERATORS
+from reasrm.rubrics import pack_error
 
 ON_ERROR = ("fail", "skip")
 
@@ -104,6 +105,9 @@ class RecipeConfig:
     seed: int = _help("Seeds sampling and slot balancing.", 0)
     on_error: str = _help("fail: the first bad row stops the build; skip: drop it, count it, keep it aside.", "fail")
     domains: list[str] = _help("Domains a row may name.", factory=lambda: list(DOMAINS))
+    rubrics: dict[str, str] = _help(
+        "Domain -> rubric pack, for rows that name none and whose source sets none.", factory=dict
+    )
     heldout: HeldoutConfig = _help("The held-out split.", factory=HeldoutConfig)
     contamination: ContaminationConfig = _help("Overlap check against evaluation sets.", factory=ContaminationConfig)
 
@@ -125,6 +129,14 @@ class RecipeConfig:
                     problems.append(
                         f"'sources[{i}].domain': {domain!r} is not in 'domains' ({', '.join(self.domains)})"
                     )
+        for domain, pack in self.rubrics.items():
+            if domain not in self.domains:
+                problems.append(f"'rubrics.{domain}': {domain!r} is not in 'domains' ({', '.join(self.domains)})")
+            if pack_error(pack):
+                problems.append(f"'rubrics.{domain}': {pack_error(pack)}")
+        for i, source in enumerate(self.sources):
+            if source.rubric is not None and pack_error(source.rubric):
+                problems.append(f"'sources[{i}].rubric': {pack_error(source.rubric)}")
         if not 0 <= self.heldout.fraction < 1:
             problems.append(f"'heldout.fraction' must be in [0, 1), got {self.heldout.fraction}")
         if self.contamination.ngram < 1:

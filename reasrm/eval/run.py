@@ -73,8 +73,8 @@ def pair_key(pair: Pair) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the samples: a resumed run must use the same ones (limit may grow).
-_RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "data_dir", "domain", "both_orders",
-                "seed", "generation")  # fmt: skip
+_RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "rubric", "data_dir", "domain",
+                "both_orders", "seed", "generation")  # fmt: skip
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -91,7 +91,7 @@ def run(cfg: EvalConfig) -> dict:
         save_config(cfg, output / "eval.yaml")
         pending = [p for p in pairs if any(_key(p, o) not in samples.done for o in ("AB", "BA")[:calls_per_pair])]
         if pending:
-            judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation,
+            judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation, cfg.rubric,
                                           **backend_options(cfg))  # fmt: skip
             chunk = cfg.generation.batch_size * 4
             with tqdm(

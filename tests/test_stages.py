@@ -1,0 +1,114 @@
+"""The judge-training stages on the tiny model: verdict reward, teacher passes, distill (SFT) and rl (GRPO)."""
+
+import json
+
+import pytest
+
+from reasrm.card import JudgeCard
+from reasrm.cli import main
+from reasrm.config import load_config
+from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.rewards import verdict_reward
+
+OK_A = "<type>Chat</type><eval><quote_B><answer>[[B]]</answer></quote_B></eval><answer>[[A]]</answer>"
+
+
+@pytest.mark.parametrize(
+    ("completion", "label", "reward"),
+    [
+        (OK_A, "A", 1.0),
+        (OK_A, "B", -1.0),
+        ([{"role": "assistant", "content": OK_A}], "A", 1.0),  # TRL's conversational completions
+        ("<answer>[[A]]</answer><answer>[[A]]</answer>", "A", -1.0),  # several answers: strict says no
+        ("<answer>[[A]]</answer> trailing", "A", -1.0),
+        ("no verdict at all", "A", -1.0),
+        ("<think>[[B]]</think><answer>[[B]]</answer>", "B", 1.0),
+    ],
+)
+def test_verdict_reward_uses_the_strict_grammar(completion, label, reward):
+    assert verdict_reward(prompts=[None], completions=[completion], label=[label]) == [reward]
+
+
+def _distill(tiny_model, tmp_path, *overrides):
+    from reasrm.distill import DistillConfig
+
+    return load_config("stages/distill.yaml", [f"model={tiny_model}", "limit=4", "max_steps=1",
+                                               "per_device_train_batch_size=2", f"output={tmp_path / 'distill'}",
+                                               *overrides], schema=DistillConfig)  # fmt: skip
+
+
+def test_model_teacher_two_passes_and_resume(tiny_model, tmp_path):
+    from reasrm.rubrics import JudgePrompt
+    from reasrm.teacher import TeacherConfig, generate_chains
+    from reasrm.training import training_jobs
+
+    jobs = training_jobs("demo", {"n": 4}, 2, 0)
+    cfg = TeacherConfig(backend="hf", model=str(tiny_model))
+    cfg.generation.max_new_tokens = 4
+    path = tmp_path / "chains.jsonl"
+    records = generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path)
+    # The random model writes no verdicts: each pair went to the hinted second pass, and was dropped there.
+    assert [(r["pass"], r["kept"], r["status"]) for r in records] == [(2, False, "missing")] * 2
+    assert "Note for the annotator" not in json.dumps(records[0]["messages"])  # the hint never reaches SFT
+    path.write_text(path.read_text().splitlines()[0] + "\n")  # as if interrupted after the first pair
+    cfg.backend = "hf-broken"  # a resumed run must not regenerate the finished pair...
+    with pytest.raises(Exception, match="hf-broken"):  # ...and does generate the missing one
+        generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path)
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
+    from reasrm.distill import run as distill
+    from reasrm.judge import Judge
+    from reasrm.rl import RLConfig
+    from reasrm.rl import run as rl
+
+    final = distill(_distill(tiny_model, tmp_path, "recipe=support", "rubric=support"))
+    card = JudgeCard.load(final)
+    assert (card.prompt_format, card.rubric_pack, card.rubric_version) == ("rm-r1-instruct", "support", 1)
+    assert card.data_recipe == "support" and len(card.config_digest) == 16
+    chains = [json.loads(line) for line in (final.parent / "chains.jsonl").read_text().splitlines()]
+    assert len(chains) == 4 and all(c["kept"] for c in chains)
+    assert sorted(c["chosen_slot"] for c in chains) == ["A", "A", "B", "B"]  # balanced slots
+
+    overrides = [f"model={final}", "recipe=support", "limit=2", "max_steps=1", "num_generations=2",
+                 "per_device_train_batch_size=2", "max_completion_length=8", f"output={tmp_path / 'rl'}"]  # fmt: skip
+    cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
+    judged = rl(cfg)
+    card = JudgeCard.load(judged)
+    assert (card.rubric_pack, card.rubric_packs, card.data_recipe) == ("support", {"support": 1}, "support")
+    judge = Judge.from_pretrained(str(judged))
+    assert judge.prompt.default_rubric == "support" and judge.prompt_format.id == "rm-r1-instruct"
+
+
+def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):
+    from reasrm.training import prepare_output
+
+    cfg = _distill(tiny_model, tmp_path, "overwrite=false")
+    prepare_output(cfg, "distill", ("model",))
+    (tmp_path / "distill" / "chains.jsonl").write_text("")
+    with pytest.raises(ReasrmConfigError, match="holds a previous run: pass resume=true"):
+        prepare_output(cfg, "distill", ("model",))
+    resumed = _distill(tiny_model, tmp_path, "overwrite=false", "resume=true", "limit=3")
+    with pytest.raises(ReasrmConfigError, match=r"cannot resume .*'limit' was 4"):
+        prepare_output(resumed, "distill", ("limit",))
+
+
+def test_distill_with_no_kept_chains_says_why(tiny_model, tmp_path):
+    from reasrm.distill import run as distill
+
+    cfg = _distill(tiny_model, tmp_path, "teacher.backend=hf", f"teacher.model={tiny_model}", "limit=1",
+                   "teacher.generation.max_new_tokens=2", "teacher.hint_pass=false")  # fmt: skip
+    with pytest.raises(ReasrmDataError, match="the teacher kept no chains"):
+        distill(cfg)
+
+
+def test_stage_configs_validate_and_report_problems(capsys):
+    assert main(["validate", "stages/distill.yaml"]) == 0
+    assert main(["validate", "stages/rl.yaml"]) == 0
+    assert main(["validate", "stages/rl.yaml", "num_generations=3", "stage=rl", "limit=0"]) == 2
+    err = capsys.readouterr().err
+    assert "'per_device_train_batch_size' (4) must be a multiple of 'num_generations' (3)" in err
+    assert "'limit' must be >= 1" in err
+    assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2
+    assert "'teacher.backend' must be one of template, hf, vllm, openai" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 # reasrm: every user, developer and CI action is a target here.
-#   make demo   set up, build the demo data, then judge the sample pairs with the embedded default model
+#   make demo   set up, build the demo data, distill and RL-train a small judge from the embedded default
+#               model (a few CPU minutes; a format warm-up, not a strong judge), then judge the sample pairs
 #   make test   set up, then run the fast CPU suite (offline, a few minutes)
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ ARGS   ?=
 MODEL  ?=
 SHARED ?= ../shared
 
-.PHONY: setup demo data judge eval serve policy test test-slow test-gpu lint format bench clean
+.PHONY: setup demo data distill rl judge eval serve policy test test-slow test-gpu lint format bench clean
 
 setup: $(STAMP)
 
@@ -26,7 +27,17 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml n=1000 --output runs/data/demo --overwrite
-	$(VENV)/bin/reasrm judge stages/judge.yaml --show $(ARGS)
+	$(VENV)/bin/reasrm distill stages/distill.yaml limit=8 max_steps=2 output=runs/demo/distill
+	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final limit=4 max_steps=1 \
+		max_completion_length=64 output=runs/demo/rl
+	$(VENV)/bin/reasrm judge stages/judge.yaml model=runs/demo/rl/final --show $(ARGS)
+
+# Stage one and stage two on their shipped configs (embedded default, template teacher); ARGS overrides.
+distill: setup
+	$(VENV)/bin/reasrm distill stages/distill.yaml $(if $(MODEL),model=$(MODEL),) $(ARGS)
+
+rl: setup
+	$(VENV)/bin/reasrm rl stages/rl.yaml $(if $(MODEL),model=$(MODEL),) $(ARGS)
 
 data: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite $(ARGS)

@@ -297,7 +297,7 @@ def _distill(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides, schema=DistillConfig)
     _quiet_transformers()
-    log.info("distilled judge: %s", run(cfg))
+    run(cfg)
     return 0
 
 
@@ -307,7 +307,7 @@ def _rl(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides, schema=RLConfig)
     _quiet_transformers()
-    log.info("trained judge: %s", run(cfg))
+    run(cfg)
     return 0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm.config import _help
+from reasrm.rubrics import pack_error
 from reasrm.teacher import TeacherConfig
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class DistillConfig:
         problems = self.teacher.check()
         if self.stage != "distill":
             problems.append(f"'stage' must be 'distill' for this schema, got {self.stage!r}")
+        if self.rubric is not None and pack_error(self.rubric):
+            problems.append(f"'rubric': {pack_error(self.rubric)}")
         if self.limit is not None and self.limit < 1:
             problems.append(f"'limit' must be >= 1, got {self.limit}")
         for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):

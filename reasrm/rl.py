@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm.config import _help
+from reasrm.rubrics import pack_error
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class RLConfig:
         elif self.per_device_train_batch_size % self.num_generations:
             problems.append(f"'per_device_train_batch_size' ({self.per_device_train_batch_size}) must be a multiple "
                             f"of 'num_generations' ({self.num_generations})")  # fmt: skip
+        if self.rubric is not None and pack_error(self.rubric):
+            problems.append(f"'rubric': {pack_error(self.rubric)}")
         if self.limit is not None and self.limit < 1:
             problems.append(f"'limit' must be >= 1, got {self.limit}")
         return problems

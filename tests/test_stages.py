@@ -112,3 +112,5 @@ def test_stage_configs_validate_and_report_problems(capsys):
     assert "'limit' must be >= 1" in err
     assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2
     assert "'teacher.backend' must be one of template, hf, vllm, openai" in capsys.readouterr().err
+    assert main(["validate", "stages/rl.yaml", "rubric=suport"]) == 2
+    assert "'rubric': unknown rubric pack 'suport' (did you mean 'support'?)" in capsys.readouterr().err

@@ -27,12 +27,13 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml n=1000 --output runs/data/demo --overwrite
-	$(VENV)/bin/reasrm distill stages/distill.yaml limit=8 max_steps=2 output=runs/demo/distill
+	$(VENV)/bin/reasrm distill stages/distill.yaml limit=8 max_steps=2 output=runs/demo/distill overwrite=true
 	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final limit=4 max_steps=1 \
-		max_completion_length=64 output=runs/demo/rl
-	$(VENV)/bin/reasrm judge stages/judge.yaml model=runs/demo/rl/final --show $(ARGS)
+		max_completion_length=64 output=runs/demo/rl overwrite=true
+	$(VENV)/bin/reasrm judge stages/judge.yaml model=runs/demo/rl/final --show --overwrite $(ARGS)
 
 # Stage one and stage two on their shipped configs (embedded default, template teacher); ARGS overrides.
+# A previous run in the output folder is kept: ARGS=resume=true continues it, ARGS=overwrite=true replaces it.
 distill: setup
 	$(VENV)/bin/reasrm distill stages/distill.yaml $(if $(MODEL),model=$(MODEL),) $(ARGS)
 
@@ -43,7 +44,7 @@ data: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite $(ARGS)
 
 judge: setup
-	$(VENV)/bin/reasrm judge stages/judge.yaml $(ARGS)
+	$(VENV)/bin/reasrm judge stages/judge.yaml --overwrite $(ARGS)
 
 # A small offline evaluation of MODEL (default: the embedded default) on RM-Bench from ../shared.
 eval: setup

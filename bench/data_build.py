@@ -17,6 +17,7 @@ import yaml
 
 from reasrm.config import load_config
 from reasrm.data.build import build, contamination_hits, load_built, load_recipe
+from reasrm.data.recipe import RecipeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def main() -> None:
         against = [{"recipe": "rm-bench", "params": {"data_dir": args.data_dir}}]
         recipe.write_text(yaml.safe_dump({"stage": "recipe", "name": "check", "sources": [{"name": "x", "path": "-"}],
                                           "contamination": {"against": against, "ngram": 13}}))  # fmt: skip
-        cfg = load_config(recipe)
+        cfg = load_config(recipe, schema=RecipeConfig)
         started = time.perf_counter()
         hits = contamination_hits(cfg, pairs)
         checked = time.perf_counter() - started

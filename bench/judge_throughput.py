@@ -18,8 +18,8 @@ import time
 
 import torch
 
+from reasrm.backends import GenerationConfig
 from reasrm.backends.hf import HFBackend
-from reasrm.config import GenerationConfig
 from reasrm.prompts import render
 from reasrm.verdict import parse_verdict
 

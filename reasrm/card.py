@@ -3,6 +3,10 @@
 It records how the checkpoint must be prompted and read (prompt format, verdict grammar version, rubric
 pack) and where it came from (base model, data recipe, stage config digest). Released checkpoints
 without a card (e.g. RM-R1's) need the prompt format named by the user.
+
+:func:`judge_prompt` is the one place a checkpoint's card becomes the way it is prompted: the format the
+user names, else the card's, else (the embedded default) ``rm-r1-instruct``; the card's pack as the
+default pack; a forced pack on top.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasrm.errors import ReasrmError
+from reasrm.errors import ReasrmConfigError, ReasrmError
+from reasrm.formats import available_formats
+from reasrm.prompts import JudgePrompt
 from reasrm.verdict import GRAMMAR_VERSION
 
 CARD_FILE = "reasrm_judge.json"
+EMBEDDED_FORMAT = "rm-r1-instruct"  # what the embedded default is prompted with when nothing else is named
 log = logging.getLogger(__name__)
 
 
@@ -58,3 +65,50 @@ class JudgeCard:
                 GRAMMAR_VERSION,
             )
         return card
+
+
+def read_card(name_or_path: str | None) -> JudgeCard | None:
+    """The judge card of a checkpoint (a local folder, a GGUF file's folder, or a hub repo), if it has one."""
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path).expanduser()
+    folder = path.parent if path.suffix == ".gguf" else path
+    if folder.is_dir():
+        return JudgeCard.load(folder)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:  # a hub repo written by reasrm carries its card; offline or absent means "no card"
+        return JudgeCard.load(Path(hf_hub_download(name_or_path, CARD_FILE)).parent)
+    except (OSError, ValueError, HfHubHTTPError):
+        return None
+
+
+def judge_prompt(name_or_path: str | None, card: JudgeCard | None, prompt_format: str | None = None,
+                 rubric: str | None = None) -> JudgePrompt:  # fmt: skip
+    """How the checkpoint ``name_or_path`` (None: the embedded default) with ``card`` is prompted: the
+    format named here, else the card's, else the embedded default's; the card's pack as the default
+    pack; ``rubric`` forced on every pair."""
+    if prompt_format is None and card is not None:
+        prompt_format = card.prompt_format
+    if prompt_format is None and name_or_path is None:
+        prompt_format = EMBEDDED_FORMAT
+    if prompt_format is None:
+        raise ReasrmConfigError(
+            f"{name_or_path} has no judge card ({CARD_FILE}), so its prompt format is unknown: "
+            f"name it with --prompt-format / prompt_format= (one of {', '.join(available_formats())})"
+        )
+    return JudgePrompt.create(prompt_format, card.rubric_pack if card else None, rubric)
+
+
+def check_pack_versions(used: dict[str, int], card: JudgeCard | None) -> None:
+    """Warn (once per pack) when a pack's version differs from the one the checkpoint was trained with."""
+    trained = (card.rubric_packs or {}) if card is not None else {}
+    for pack, version in used.items():
+        if pack in trained and trained[pack] != version and (pack, version) not in _warned:
+            _warned.add((pack, version))
+            log.warning("rubric pack %s is at version %d; this judge was trained with version %d",
+                        pack, version, trained[pack])  # fmt: skip
+
+
+_warned: set[tuple[str, int]] = set()

@@ -1,15 +1,47 @@
-"""The ``reasrm`` command. User errors print one clean message per problem and exit with code 2."""
+"""The ``reasrm`` command. User errors print one clean message per problem and exit with code 2.
+
+Each command parses its arguments, loads its config with its own schema (``SCHEMAS``: the one map from a
+file's ``stage:`` to its schema) and calls the library. Library modules are imported by the command that
+needs them, so no command pays for the imports of another.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import textwrap
 
-from reasrm.errors import ReasrmError
+from reasrm.config import load_config, read_yaml, to_yaml
+from reasrm.errors import ReasrmConfigError, ReasrmError
 
 log = logging.getLogger("reasrm")
+
+# The schema of each config file, by the name it gives in `stage:` (module, class).
+SCHEMAS = {
+    "judge": ("reasrm.judge_file", "JudgeConfig"),
+    "eval": ("reasrm.eval.run", "EvalConfig"),
+    "recipe": ("reasrm.data.recipe", "RecipeConfig"),
+    "distill": ("reasrm.training.distill", "DistillConfig"),
+    "rl": ("reasrm.training.rl", "RLConfig"),
+    "policy": ("reasrm.training.policy", "PolicyConfig"),
+}
+
+
+def schema(stage: str) -> type:
+    module, name = SCHEMAS[stage]
+    return getattr(importlib.import_module(module), name)
+
+
+def load(path: str | None, overrides: list[str], stage: str | None = None):
+    """A config file (and overrides) read with the schema of ``stage``, else the one its ``stage:`` names."""
+    if stage is None:
+        stage = read_yaml(path)[0].get("stage")
+        if stage not in SCHEMAS:
+            raise ReasrmConfigError(f"{path}: stage: must name a schema, one of {', '.join(SCHEMAS)}; got {stage!r}")
+    return load_config(path, overrides, schema=schema(stage))
+
 
 # `reasrm judge` flags: each is sugar for a `key=value` override of the judge config.
 _JUDGE_FLAGS = {
@@ -106,28 +138,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_flags(evaluate, _EVAL_FLAGS, _JUDGE_SWITCHES)
     evaluate.set_defaults(func=_eval)
 
-    policy = commands.add_parser(
-        "policy",
-        help="train a policy with the judge as its GRPO reward",
-        description="Train a policy with TRL's GRPOTrainer, the judge's pairwise verdicts as its reward.",
-        epilog="example: reasrm policy stages/policy_grpo.yaml max_steps=2",
-    )
-    policy.add_argument("config", metavar="CONFIG.yaml")
-    policy.add_argument("overrides", nargs="*", metavar="key=value")
-    policy.set_defaults(func=_policy)
-
     for name, func, text, example in (
-        ("distill", _distill, "stage one: teacher chains, then SFT of the judge",
+        ("distill", _stage, "stage one: teacher chains, then SFT of the judge",
          "reasrm distill stages/distill.yaml recipe=support rubric=support max_steps=4"),
-        ("rl", _rl, "stage two: GRPO of the judge with the verdict reward",
+        ("rl", _stage, "stage two: GRPO of the judge with verifiable rewards",
          "reasrm rl stages/rl.yaml model=runs/distill/final max_steps=2"),
         ("teacher", _teacher, "only the teacher chains of a distill config (chains.jsonl, resumable)",
          "reasrm teacher stages/distill.yaml teacher.backend=openai teacher.base_url=URL teacher.model=NAME"),
+        ("policy", _stage, "train a policy with the judge's pairwise verdicts as its GRPO reward",
+         "reasrm policy stages/policy_grpo.yaml max_steps=2"),
     ):  # fmt: skip
         sub = commands.add_parser(name, help=text, description=text, epilog=f"example: {example}")
         sub.add_argument("config", metavar="CONFIG.yaml")
         sub.add_argument("overrides", nargs="*", metavar="key=value")
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=func, stage="distill" if name == "teacher" else name)
 
     rubric = commands.add_parser("rubric", help="author rubric packs: new, validate, show, try")
     rubric_commands = rubric.add_subparsers(dest="rubric_command", required=True, metavar="COMMAND")
@@ -214,39 +238,26 @@ def _split(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from reasrm.config import JudgeConfig, load_config
-
-    cfg = load_config(*_overrides(args, [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]), schema=JudgeConfig)
-    from reasrm.judge import run, summarize
-
-    _quiet_transformers()
-    output = run(cfg, show=_show if args.show else None)
-
     import json
 
+    from reasrm.judge_file import run
+    from reasrm.runs import summarize, summary_lines
+
+    cfg = load(*_overrides(args, [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]), stage="judge")
+    _quiet_transformers()
+    output = run(cfg, show=_show if args.show else None)
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
-    stats = summarize(records)
-    log.info("wrote %s (%d pairs; config beside it)", output, stats["pairs"])
-    log.info("  status      %s", ", ".join(f"{k} {v}" for k, v in stats["statuses"].items()))
-    if stats["a_rate"] is not None:
-        log.info("  A-rate      %.3f of valid verdicts", stats["a_rate"])
-    if "accuracy" in stats:
-        log.info(
-            "  accuracy    %.3f (invalid counts as wrong; label-prior baseline %.3f)",
-            stats["accuracy"],
-            stats["label_prior"],
-        )
-    if "flip_rate" in stats:
-        log.info("  flip rate   %.3f of pairs judged validly in both orders", stats["flip_rate"])
+    log.info("wrote %s (%d pairs; config beside it)", output, len(records))
+    for line in summary_lines(summarize([r["calls"] for r in records])):
+        log.info(line)
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from reasrm.config import EvalConfig, load_config
+    from reasrm.eval.report import table
+    from reasrm.eval.run import run
 
-    cfg = load_config(*_overrides(args, [*_EVAL_FLAGS, *_JUDGE_SWITCHES]), schema=EvalConfig)
-    from reasrm.eval.run import run, table
-
+    cfg = load(*_overrides(args, [*_EVAL_FLAGS, *_JUDGE_SWITCHES]), stage="eval")
     _quiet_transformers()
     result = run(cfg)
     b = result["bias"]
@@ -281,54 +292,26 @@ def _clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-def _policy(args: argparse.Namespace) -> int:
-    from reasrm.config import load_config
-    from reasrm.policy import PolicyConfig, run
-
-    cfg = load_config(args.config, args.overrides, schema=PolicyConfig)
+def _stage(args: argparse.Namespace) -> int:
+    """``reasrm distill|rl|policy CONFIG key=value...``: the stage's ``run(cfg)``."""
+    cfg = load(args.config, args.overrides, stage=args.stage)
     _quiet_transformers()
-    log.info("trained policy: %s", run(cfg))
-    return 0
-
-
-def _distill(args: argparse.Namespace) -> int:
-    from reasrm.config import load_config
-    from reasrm.distill import DistillConfig, run
-
-    cfg = load_config(args.config, args.overrides, schema=DistillConfig)
-    _quiet_transformers()
-    run(cfg)
-    return 0
-
-
-def _rl(args: argparse.Namespace) -> int:
-    from reasrm.config import load_config
-    from reasrm.rl import RLConfig, run
-
-    cfg = load_config(args.config, args.overrides, schema=RLConfig)
-    _quiet_transformers()
-    run(cfg)
+    final = importlib.import_module(SCHEMAS[args.stage][0]).run(cfg)
+    log.info("%s: wrote %s", args.stage, final)
     return 0
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from reasrm.training.distill import prepare
+    from reasrm.training.teacher import generate_chains
 
-    from reasrm.config import load_config
-    from reasrm.distill import DistillConfig
-    from reasrm.rubrics import JudgePrompt
-    from reasrm.teacher import generate_chains
-    from reasrm.training import training_jobs
-
-    cfg = load_config(args.config, args.overrides, schema=DistillConfig)
+    cfg = load(args.config, args.overrides, stage=args.stage)
     _quiet_transformers()
-    prompt = JudgePrompt.create(cfg.prompt_format, forced_rubric=cfg.rubric)
-    jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
-    prompt.check([pair for pair, _ in jobs])
-    path = Path(cfg.output) / "chains.jsonl"
-    records = generate_chains(jobs, prompt, cfg.teacher, path, resume=True)
-    log.info("wrote %s: %d of %d chains kept (rerun to resume; `reasrm distill ... resume=true` trains on them)",
-             path, sum(r["kept"] for r in records), len(records))  # fmt: skip
+    prompt, jobs, output = prepare(cfg)
+    records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
+    log.info("wrote %s: %d of %d chains kept (continue it with resume=true; `reasrm distill %s resume=true` "
+             "trains on them)", output / "chains.jsonl", sum(r["kept"] for r in records), len(records),
+             args.config)  # fmt: skip
     return 0
 
 
@@ -357,8 +340,9 @@ def _rubric_validate(args: argparse.Namespace) -> int:
 
 
 def _rubric_show(args: argparse.Namespace) -> int:
-    from reasrm.data.pairs import Pair, pair_at
-    from reasrm.rubrics import JudgePrompt, load_pack
+    from reasrm.data.pairs import Pair, assign_slots, pair_at
+    from reasrm.prompts import JudgePrompt
+    from reasrm.rubrics import load_pack, pack_path
 
     pack = load_pack(args.name)
     if args.pair:
@@ -368,8 +352,8 @@ def _rubric_show(args: argparse.Namespace) -> int:
                     chosen="(the chosen response)", rejected="(the rejected response)",
                     reference="(the reference answer)" if pack.reference != "ignore" else None)  # fmt: skip
     prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=args.name)
-    slots = pair.slots(args.seed)
-    print(f"# rubric pack {pack.label} ({pack.path}); prompt format {pack.format}; pair {pair.id}"
+    slots = pair.slots(*assign_slots([pair], args.seed))
+    print(f"# rubric pack {pack.label} ({pack_path(args.name)}); prompt format {pack.format_id}; pair {pair.id}"
           + (f", chosen response in slot {slots.chosen_slot}" if slots.chosen_slot else ""))  # fmt: skip
     for message in prompt.messages(pair, slots):
         print(f"\n===== {message['role']} =====\n{message['content']}")
@@ -377,7 +361,7 @@ def _rubric_show(args: argparse.Namespace) -> int:
 
 
 def _rubric_try(args: argparse.Namespace) -> int:
-    from reasrm.config import GenerationConfig
+    from reasrm.backends import GenerationConfig
     from reasrm.data.pairs import read_pairs
     from reasrm.judge import Judge
     from reasrm.rubrics import load_pack
@@ -413,7 +397,7 @@ def _count(items) -> list[tuple[str, int]]:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from reasrm.config import GenerationConfig
+    from reasrm.backends import GenerationConfig
     from reasrm.judge import Judge
     from reasrm.serve import serve
 
@@ -426,16 +410,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _data_build(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from reasrm.data.build import build, load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    output = Path(args.output)
-    if (output / "train.parquet").exists() and not args.overwrite:
-        raise ReasrmError(f"{output} already holds a dataset: pass --overwrite to replace it")
-    report = build(recipe, output)
-    log.info("wrote %s: %d train and %d held-out pairs", output, report["splits"]["train"], report["splits"]["heldout"])
+    report = build(load_recipe(args.recipe, args.overrides), args.output, overwrite=args.overwrite)
+    log.info("wrote %s: %d train and %d held-out pairs", args.output, report["splits"]["train"],
+             report["splits"]["heldout"])  # fmt: skip
     for name, source in report["sources"].items():
         dropped = ", ".join(f"{k} {v}" for k, v in source["dropped"].items()) or "none"
         log.info("  %-16s read %d, kept %d, dropped: %s", name, source["read"], source["kept"], dropped)
@@ -448,17 +427,13 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from reasrm.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
+    cfg = load(args.config, args.overrides)
     print(f"{args.config}: ok ({cfg.stage})")
     return 0
 
 
 def _print_config(args: argparse.Namespace) -> int:
-    from reasrm.config import load_config, to_yaml
-
-    print(to_yaml(load_config(args.config, args.overrides)), end="")
+    print(to_yaml(load(args.config, args.overrides)), end="")
     return 0
 
 

@@ -22,21 +22,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from reasrm.data.pairs import Pair, content_id
+from reasrm.data.pairs import Pair, completion_text, content_id, context_of
 
 log = logging.getLogger(__name__)
-
-
-def _context(prompt) -> tuple[dict, ...]:
-    """TRL prompts are strings or conversations (lists of messages)."""
-    if isinstance(prompt, str):
-        return ({"role": "user", "content": prompt},)
-    return tuple({"role": m["role"], "content": m["content"]} for m in prompt)
-
-
-def _text(completion) -> str:
-    """TRL completions are strings or conversations whose last message is the assistant's answer."""
-    return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
 def wins_of_first(
@@ -77,7 +65,9 @@ class ReferenceReward:
             )
         rewards = []
         for prompt, completion, reference in zip(prompts, completions, columns[self.reference_column], strict=True):
-            ((wins, _),) = wins_of_first(self.judge, _context(prompt), [(_text(completion), reference)], self.seed)
+            ((wins, _),) = wins_of_first(
+                self.judge, context_of(prompt), [(completion_text(completion), reference)], self.seed
+            )
             rewards.append(wins / 2)
         return rewards
 
@@ -111,9 +101,9 @@ class RoundRobinReward:
             )
         rewards: list[float] = []
         for start in range(0, len(completions), g):
-            texts = [_text(c) for c in completions[start : start + g]]
+            texts = [completion_text(c) for c in completions[start : start + g]]
             matches = schedule(g, self.opponents, random.Random(self.seed + start))
-            results = wins_of_first(self.judge, _context(prompts[start]), [(texts[i], texts[j]) for i, j in matches])
+            results = wins_of_first(self.judge, context_of(prompts[start]), [(texts[i], texts[j]) for i, j in matches])
             wins = [[0] * g for _ in range(g)]
             for (i, j), (a, b) in zip(matches, results, strict=True):
                 wins[i][j] += a
@@ -183,7 +173,7 @@ def select_best(judge, prompt, candidates: list[str], strategy: str = "knockout"
     """
     if not candidates:
         raise ValueError("select_best needs at least one candidate")
-    context, n = _context(prompt), len(candidates)
+    context, n = context_of(prompt), len(candidates)
     if strategy == "round_robin":
         matches = schedule(n, None, random.Random(seed))
         results = wins_of_first(judge, context, [(candidates[i], candidates[j]) for i, j in matches], seed)

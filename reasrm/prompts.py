@@ -1,19 +1,18 @@
-"""Prompt formats: render (conversation, response A, response B) into the judge's chat messages.
+"""Rendering: (conversation, response A, response B, optional rubric pack) -> the judge's chat messages.
 
-This is the one place a judge conversation is rendered: the teacher, SFT formatting, GRPO prompts, the
-``Judge`` and the server all go through :class:`reasrm.rubrics.JudgePrompt`, which picks the rubric
-pack and calls :func:`render`. Formats are data files in ``rubrics/formats/``; the
-shipped ``rm-r1-instruct`` and ``rm-r1-reasoning`` are byte-identical to what the released RM-R1
-checkpoints were trained on.
+:class:`JudgePrompt` is the one renderer of judge conversations: the teacher, SFT formatting, GRPO
+prompts, ``Judge`` and ``reasrm serve`` all build one (through :func:`reasrm.card.judge_prompt` when a
+checkpoint is involved) and call :meth:`JudgePrompt.messages`. Which pack a pair gets is decided there,
+in this order: the stage's forced ``rubric``, else the pair's ``rubric`` field, else the default pack (a
+checkpoint's judge card), else the bare prompt format (``reasrm.formats``).
 
 Escaping (prompt-injection guard). A candidate response could carry a ready-made verdict
 (``<answer>[[A]]</answer>``) or fake the prompt's frame (``[The End of Chatbot A's Response]``) for the
 judge to copy. Every user-supplied text (the conversation and both responses, not the format's own
 instructions) is rendered with :func:`escape`:
 
-- verdict-grammar tags, any case and spacing (``answer think quote_A quote_B summary_A summary_B type
-  rubric justify solution eval``), opening or closing: ``<`` and ``>`` become ``&lt;`` and ``&gt;``,
-  e.g. ``<answer>`` -> ``&lt;answer&gt;``;
+- verdict-grammar tags (``reasrm.verdict.TAGS``), any case and spacing, opening or closing: ``<`` and
+  ``>`` become ``&lt;`` and ``&gt;``, e.g. ``<answer>`` -> ``&lt;answer&gt;``;
 - verdict markers ``[[A]]`` / ``[[B]]`` (any case, inner spaces): ``[ [A] ]``;
 - frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``, ``[Reference Answer]``:
   brackets become parentheses, ``(The End of Chatbot A's Response)``.
@@ -23,32 +22,18 @@ Text without these patterns is rendered unchanged, so ordinary pairs stay byte-c
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
-import yaml
+from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.formats import PromptFormat, load_format
+from reasrm.rubrics import RubricPack, load_pack
+from reasrm.verdict import TAGS
 
-from reasrm.errors import ReasrmConfigError
-from reasrm.resources import rubrics_dir
-
-_TAG = re.compile(
-    r"<\s*(/?)\s*(answer|think|quote_[ab]|summary_[ab]|type|rubric|justify|solution|eval)\s*>", re.IGNORECASE
-)
+_TAG = re.compile(rf"<\s*(/?)\s*({'|'.join(TAGS)})\s*>", re.IGNORECASE)
 _MARKER = re.compile(r"\[\[\s*([ab])\s*\]\]", re.IGNORECASE)
 _FRAME = re.compile(r"\[((?:The (?:Start|End) of [^\]\n]{0,200})|Client Question|Reference Answer)\]", re.IGNORECASE)
-_FIELDS = {"id", "version", "description", "system", "user_single_turn", "user_multi_turn"}
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    id: str
-    version: int
-    description: str
-    system: str | None
-    user_single_turn: str
-    user_multi_turn: str
 
 
 def escape(text: str) -> str:
@@ -56,31 +41,6 @@ def escape(text: str) -> str:
     text = _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}&gt;", text)
     text = _MARKER.sub(lambda m: f"[ [{m.group(1).upper()}] ]", text)
     return _FRAME.sub(lambda m: f"({m.group(1)})", text)
-
-
-def available_formats() -> list[str]:
-    return sorted(p.stem for p in (rubrics_dir() / "formats").glob("*.yaml"))
-
-
-@cache
-def load_format(name_or_path: str) -> PromptFormat:
-    """A shipped format by name (``rm-r1-instruct``) or a format YAML file by path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = rubrics_dir() / "formats" / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ReasrmConfigError(
-                f"unknown prompt format {name_or_path!r}: expected one of {', '.join(available_formats())} "
-                "or a path to a format .yaml file"
-            )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ReasrmConfigError(f"{path}: cannot read prompt format: {e}") from None
-    if not isinstance(data, dict) or set(data) != _FIELDS:
-        got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ReasrmConfigError(f"{path}: a prompt format needs exactly the keys {sorted(_FIELDS)}, got {got}")
-    return PromptFormat(**data)
 
 
 def render(
@@ -94,7 +54,7 @@ def render(
     """The judge conversation (chat messages) for one pair in one slot order. ``context_b`` is slot B's
     conversation when it differs from slot A's (multi-turn pairs whose earlier turns differ); ``reference``
     fills a format's ``{reference}`` field (rubric-pack formats: the rendered reference-answer block).
-    Stages render through :class:`reasrm.rubrics.JudgePrompt`, which picks the pack and calls this."""
+    Stages render through :class:`JudgePrompt`, which picks the pack and calls this."""
     if isinstance(fmt, str):
         fmt = load_format(fmt)
     context_b = context if context_b is None else context_b
@@ -120,3 +80,90 @@ def _conversation(context, response: str, slot: str) -> str:
     names = {"user": "User", "assistant": f"Chatbot {slot}", "system": "System"}
     turns = [*context, {"role": "assistant", "content": response}]
     return "\n".join(f"{names[t['role']]}: {escape(t['content'])}" for t in turns)
+
+
+def system_text(pack: RubricPack) -> str | None:
+    """The pack's system prompt: its format's system template filled from the pack."""
+    fmt = load_format(pack.format_id)
+    if pack.self_generated or fmt.system is None:
+        return fmt.system
+    criteria = "\n".join(
+        f"{k}. {c.id} (weight {c.weight:.0%}): {c.description}\n   Good: {c.good}\n   Poor: {c.poor}"
+        for k, c in enumerate(pack.criteria, start=1)
+    )
+    hard = ""
+    if pack.hard_constraints:
+        items = "\n".join(f"- {h}" for h in pack.hard_constraints)
+        hard = (
+            "Hard constraints: a response that breaks one loses to a response that breaks none, whatever its "
+            f"other merits; when both break one, prefer the response that breaks fewer.\n{items}\n\n"
+        )
+    usage = {
+        "ignore": "",
+        "use": "When a reference answer is given, treat it as correct and check both responses against it.\n\n",
+        "require": "A reference answer is given: treat it as correct and check both responses against it.\n\n",
+    }[pack.reference]
+    return fmt.system.format(domain=pack.domain, description=pack.description, criteria=criteria,
+                             hard_constraints=hard, weights_justification=pack.weights_justification,
+                             reference_usage=usage)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """How judge conversations are rendered: a prompt format for pairs without a pack, an optional
+    default pack (a checkpoint's card) and an optional forced pack (a stage config's ``rubric``)."""
+
+    prompt_format: PromptFormat
+    default_rubric: str | None = None
+    forced_rubric: str | None = None
+
+    @classmethod
+    def create(cls, prompt_format: PromptFormat | str, default_rubric: str | None = None,
+               forced_rubric: str | None = None) -> JudgePrompt:  # fmt: skip
+        if isinstance(prompt_format, str):
+            prompt_format = load_format(prompt_format)
+        if prompt_format.renders_packs:
+            raise ReasrmConfigError(f"prompt format {prompt_format.id!r} renders rubric packs and needs one: "
+                                    "choose a pack (rubric=...) or another prompt format")  # fmt: skip
+        for name in filter(None, (default_rubric, forced_rubric)):
+            load_pack(name)  # an unknown or invalid pack is a config error now, not at the first pair
+        return cls(prompt_format, default_rubric, forced_rubric)
+
+    def pack_for(self, pair) -> RubricPack | None:
+        name = self.forced_rubric or pair.rubric or self.default_rubric
+        if name is None:
+            return None
+        try:
+            return load_pack(name)
+        except ReasrmConfigError as e:
+            raise ReasrmDataError(f"pair {pair.id!r}: field 'rubric': {str(e).splitlines()[0]}") from None
+
+    def check(self, pairs) -> None:
+        """Every pair's pack exists and validates, and packs that require a reference get one."""
+        for pair in pairs:
+            pack = self.pack_for(pair)
+            if pack is not None and pack.reference == "require" and not pair.reference:
+                raise ReasrmDataError(
+                    f"pair {pair.id!r}: rubric pack {pack.id!r} requires a reference answer; the pair has none"
+                )
+
+    def messages(self, pair, slots) -> list[dict]:
+        """The judge conversation for ``pair`` shown in ``slots``: the one renderer every stage calls."""
+        pack = self.pack_for(pair)
+        if pack is None:
+            return render(self.prompt_format, slots.context_a, slots.response_a, slots.response_b, slots.context_b)
+        fmt = load_format(pack.format_id)
+        reference = ""
+        if pack.reference != "ignore" and pair.reference:
+            reference = f"[Reference Answer]\n{escape(pair.reference)}\n\n"
+        fmt = dataclasses.replace(fmt, system=system_text(pack))
+        return render(fmt, slots.context_a, slots.response_a, slots.response_b, slots.context_b, reference=reference)
+
+    def packs(self, pairs) -> dict[str, int]:
+        """Pack id -> version of the packs these pairs are rendered with (for the judge card)."""
+        out = {}
+        for pair in pairs:
+            pack = self.pack_for(pair)
+            if pack is not None:
+                out[pack.id] = pack.version
+        return dict(sorted(out.items()))

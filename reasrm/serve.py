@@ -29,8 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from reasrm.backends import Generation
-from reasrm.config import GenerationConfig
+from reasrm.backends import Generation, GenerationConfig
 from reasrm.errors import ReasrmError
 from reasrm.judge import Judge
 

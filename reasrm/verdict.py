@@ -31,12 +31,41 @@ GRAMMAR_VERSION = "1"
 
 Choice = Literal["A", "B"]
 Mode = Literal["strict", "lenient"]
+
+# The statuses parse_verdict gives, and the two a judge adds on top of them (see reasrm.judge).
 STATUSES = ("ok", "missing", "truncated", "malformed", "multiple", "conflicting", "trailing")
+FAILED = "failed"  # the backend gave up on the call: there is no text to parse
+INCONSISTENT = "inconsistent"  # both slot orders gave valid verdicts naming different responses
+JUDGE_STATUSES = (*STATUSES, FAILED, INCONSISTENT)
+
+# Tag names of a judge's output, here and nowhere else (prompts escape them, the teacher writes them).
+ANSWER, THINK = "answer", "think"
+QUOTES = ("quote_A", "quote_B", "summary_A", "summary_B")  # quoted material: never read as a verdict
+TYPE, RUBRIC, JUSTIFY, SOLUTION, EVAL = "type", "rubric", "justify", "solution", "eval"
+TAGS = (ANSWER, THINK, *QUOTES, TYPE, RUBRIC, JUSTIFY, SOLUTION, EVAL)
+MARKERS = {"[[A]]": "A", "[[B]]": "B"}  # what an answer element holds
 
 # Fixed alternatives, no quantifiers: the regex engine cannot backtrack, the scan stays linear.
-_QUOTE_OPEN = re.compile(r"<(quote_A|quote_B|summary_A|summary_B)>")
-_SECTIONS = {"task_type": "type", "rubric": "rubric", "solution": "solution", "evaluation": "eval"}
-_VERDICTS = {"[[A]]": "A", "[[B]]": "B"}
+_QUOTE_OPEN = re.compile(f"<({'|'.join(QUOTES)})>")
+_SECTIONS = {"task_type": TYPE, "rubric": RUBRIC, "solution": SOLUTION, "evaluation": EVAL}
+
+
+def element(tag: str, content: str) -> str:
+    """``<tag>content</tag>``: how a judge's output is written (the template teacher, tests)."""
+    return f"<{tag}>{content}</{tag}>"
+
+
+def answer(choice: Choice) -> str:
+    """The well-formed answer element naming ``choice``: ``<answer>[[A]]</answer>``."""
+    return element(ANSWER, f"[[{choice}]]")
+
+
+def winner(choice: Choice | None, chosen_slot: Choice | None) -> Literal["chosen", "rejected"] | None:
+    """Whether a verdict named the labelled response: ``"chosen"``, ``"rejected"``, or None when there is
+    no verdict or no label. The one definition of "is this verdict right?" (reward, teacher, judge, eval)."""
+    if choice is None or chosen_slot is None:
+        return None
+    return "chosen" if choice == chosen_slot else "rejected"
 
 
 @dataclass(frozen=True)
@@ -72,10 +101,11 @@ def parse_verdict(text: str, mode: Mode = "strict") -> Verdict:
     if mode not in ("strict", "lenient"):
         raise ValueError(f"mode must be 'strict' or 'lenient', got {mode!r}")
     # Rule 1: the reasoning block.
-    cut = text.rfind("</think>")
-    body = text[cut + len("</think>") :] if cut >= 0 else text
+    close = f"</{THINK}>"
+    cut = text.rfind(close)
+    body = text[cut + len(close) :] if cut >= 0 else text
     sections = _sections(body)
-    if "<think>" in body:
+    if f"<{THINK}>" in body:
         return Verdict(None, "truncated", **sections)
 
     # Rule 2: blank out quoted material (the unquoted text keeps the same length, so positions agree).
@@ -148,16 +178,17 @@ def _first_open_quote(text: str, pos: int) -> tuple[int, str]:
 
 
 def _answer_elements(text: str) -> list[_Element]:
+    opening, closing = f"<{ANSWER}>", f"</{ANSWER}>"
     elements: list[_Element] = []
     n = len(text)
-    pos = text.find("<answer>")
+    pos = text.find(opening)
     close = -1  # the next "</answer>" at or after the current element; n when there is none left
     while pos >= 0:
-        content_start = pos + len("<answer>")
+        content_start = pos + len(opening)
         if close < content_start:  # search again only once the last close lies behind: keeps it linear
-            found = text.find("</answer>", content_start)
+            found = text.find(closing, content_start)
             close = n if found < 0 else found
-        next_open = text.find("<answer>", content_start)
+        next_open = text.find(opening, content_start)
         if close == n and next_open < 0:
             elements.append(_Element(None, closed=False, end=n))
             break
@@ -166,7 +197,7 @@ def _answer_elements(text: str) -> list[_Element]:
             elements.append(_Element(None, closed=True, end=next_open))
         else:
             content = text[content_start:close].strip()
-            elements.append(_Element(_VERDICTS.get(content), closed=True, end=close + len("</answer>")))
+            elements.append(_Element(MARKERS.get(content), closed=True, end=close + len(closing)))
         pos = next_open
     return elements
 

@@ -53,7 +53,7 @@ def test_judge_writes_one_line_per_pair_then_resumes(checkpoint, write_jsonl, tm
 
     # An existing output is never clobbered by accident.
     again = reasrm(*args)
-    assert again.returncode == 2 and "exists: pass --resume" in again.stderr
+    assert again.returncode == 2 and "holds a previous run: continue it with resume=true (--resume)" in again.stderr
 
     # Simulate a crash after two pairs, in the middle of writing the third line.
     text = out.read_text().splitlines(keepends=True)

@@ -7,25 +7,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasrm.config import JudgeConfig, load_config, save_config, to_yaml
+from reasrm.cli import load
+from reasrm.config import load_config, save_config, to_yaml
 from reasrm.errors import ReasrmConfigError
+from reasrm.judge_file import JudgeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_shipped_stage_config_validates():
-    configs = sorted((ROOT / "stages").rglob("*.yaml"))
-    configs = [p for p in configs if "accelerate" not in p.parts]  # accelerate's own files are not ours
-    assert len(configs) >= 1
-    for path in configs:
-        load_config(path)
+def test_every_shipped_config_validates():
+    """Every stage config and every data recipe, found recursively, each read with the schema it names."""
+    stages = [p for p in sorted((ROOT / "stages").rglob("*.yaml")) if "accelerate" not in p.parts]
+    recipes = sorted((ROOT / "data_recipes").rglob("*.yaml"))
+    assert {p.stem for p in stages} >= {"distill", "rl", "judge", "policy_grpo"}
+    assert len(recipes) >= 7
+    required = {"local": ["path=pairs.jsonl"]}  # recipes whose parameters have no default
+    for path in stages + recipes:
+        assert load(str(path), required.get(path.stem, [])).stage in ("distill", "rl", "judge", "policy", "recipe")
 
 
 def _problems(text: str, tmp_path, overrides=()) -> list[str]:
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ReasrmConfigError) as error:
-        load_config(path, list(overrides))
+        load_config(path, list(overrides), schema=JudgeConfig)
     return str(error.value).splitlines()
 
 
@@ -36,44 +41,53 @@ def test_all_problems_are_reported_at_once_with_lines(tmp_path):
         overrides=["generation.top_p=high"],
     )
     assert problems == [
-        f"{tmp_path}/c.yaml:2: unknown key 'modle'; did you mean 'model'?",
-        f"{tmp_path}/c.yaml:4: 'generation.batch_size': expected int, got 'many'",
-        f"{tmp_path}/c.yaml:5: unknown key 'generation.max_new_token'; did you mean 'generation.max_new_tokens'?",
-        f"{tmp_path}/c.yaml:6: 'both_orders': expected bool, got 'maybe'",
-        "override 'generation.top_p=high': 'generation.top_p': expected float, got 'high'",
-        f"{tmp_path}/c.yaml: missing required value 'pairs': set it in the file or pass pairs=...",
-        f"{tmp_path}/c.yaml: missing required value 'output': set it in the file or pass output=...",
+        f"{tmp_path}/c.yaml:2: modle: unknown key; did you mean 'model'?",
+        f"{tmp_path}/c.yaml:4: generation.batch_size: expected int, got 'many'",
+        f"{tmp_path}/c.yaml:5: generation.max_new_token: unknown key; did you mean 'generation.max_new_tokens'?",
+        f"{tmp_path}/c.yaml:6: both_orders: expected bool, got 'maybe'",
+        "override 'generation.top_p=high': generation.top_p: expected float, got 'high'",
+        f"{tmp_path}/c.yaml: pairs: missing: set it in the file or pass pairs=...",
+        f"{tmp_path}/c.yaml: output: missing: set it in the file or pass output=...",
     ]
 
 
 def test_unknown_key_without_a_close_match_lists_the_valid_ones(tmp_path):
     (problem,) = _problems("stage: judge\npairs: p\noutput: o\nzzz: 1\n", tmp_path)
-    assert "unknown key 'zzz'; valid keys: stage, model" in problem
+    assert "zzz: unknown key; valid keys: stage, model" in problem
 
 
-def test_cross_field_rules_name_key_value_and_fix(tmp_path):
+def test_cross_field_rules_name_line_key_value_and_fix(tmp_path):
     problems = _problems(
         "stage: judge\npairs: p\noutput: o\nbackend: tgi\nresume: true\noverwrite: true\n"
         "generation:\n  temperature: -1\n  top_p: 0\n",
         tmp_path,
+        overrides=["generation.batch_size=0"],
     )
-    assert len(problems) == 4
-    assert any("'generation.temperature' must be >= 0 (0 = greedy), got -1.0" in p for p in problems)
-    assert any("'generation.top_p' must be in (0, 1], got 0.0" in p for p in problems)
-    assert any("'backend' must be one of hf, vllm, openai, got 'tgi'" in p for p in problems)
-    assert any("'resume' and 'overwrite' exclude each other" in p for p in problems)
+    where = f"{tmp_path}/c.yaml"
+    assert sorted(problems) == sorted([
+        f"{where}:8: generation.temperature: must be >= 0 (0 = greedy), got -1.0",
+        f"{where}:9: generation.top_p: must be in (0, 1], got 0.0",
+        "override 'generation.batch_size=0': generation.batch_size: must be >= 1, got 0",
+        f"{where}:4: backend: must be one of hf, vllm, openai, got 'tgi'",
+        f"{where}:5: resume: resume and overwrite exclude each other: set one of them",
+    ])  # fmt: skip
 
 
 def test_section_given_a_scalar(tmp_path):
     (problem,) = _problems("stage: judge\npairs: p\noutput: o\ngeneration: 3\n", tmp_path)
-    assert problem.endswith("'generation' is a section: expected a mapping, got 3")
+    assert problem.endswith(":4: generation: a section: expected a mapping, got 3")
 
 
 def test_bad_yaml_and_bad_stage(tmp_path):
     assert _problems("stage: judge\n  bad: [indent\n", tmp_path)[0].startswith(f"{tmp_path}/c.yaml:")
-    assert "'stage' must name a schema" in _problems("stage: train\n", tmp_path)[0]
-    with pytest.raises(ReasrmConfigError, match="cannot read config"):
-        load_config(tmp_path / "absent.yaml")
+    assert _problems("stage: rl\npairs: p\noutput: o\n", tmp_path) == [
+        f"{tmp_path}/c.yaml:1: stage: must be 'judge' for this command, got 'rl'"
+    ]
+    (tmp_path / "c.yaml").write_text("stage: train\n")
+    with pytest.raises(ReasrmConfigError, match="stage: must name a schema, one of judge, eval, recipe"):
+        load(str(tmp_path / "c.yaml"), [])
+    with pytest.raises(ReasrmConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", schema=JudgeConfig)
 
 
 def test_overrides_apply_and_round_trip(tmp_path):
@@ -84,7 +98,7 @@ def test_overrides_apply_and_round_trip(tmp_path):
     )
     assert (cfg.generation.max_new_tokens, cfg.model, cfg.both_orders) == (64, None, True)
     save_config(cfg, tmp_path / "saved.yaml")
-    assert load_config(tmp_path / "saved.yaml") == cfg
+    assert load(str(tmp_path / "saved.yaml"), []) == cfg
     assert yaml.safe_load(to_yaml(cfg))["generation"]["max_new_tokens"] == 64
     with pytest.raises(ReasrmConfigError, match="expected key=value"):
         load_config(None, ["pairs"], schema=JudgeConfig)
@@ -107,6 +121,17 @@ def test_cli_validate_and_print_config(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"reasrm: error: {bad}:4: unknown key 'modle'; did you mean 'model'?"]
-    bad.write_text("stage: judge\npairs: p\noutput: o\ngeneration: {batch_size: 0}\n")
-    assert "'generation.batch_size' must be >= 1, got 0" in _cli("validate", str(bad)).stderr
+    assert lines == [f"reasrm: error: {bad}:4: modle: unknown key; did you mean 'model'?",
+                     f"reasrm: error: {bad}:5: generation.batch_size: must be >= 1, got 0"]  # fmt: skip
+
+
+def test_validate_refuses_resume_with_overwrite_before_any_run(capsys):
+    """The shipped configs overwrite nothing by default; resume=true with overwrite=true is refused by
+    `reasrm validate` itself, not only when the run starts."""
+    from reasrm.cli import main
+
+    for config in ("stages/distill.yaml", "stages/rl.yaml", "stages/judge.yaml", "stages/policy_grpo.yaml"):
+        assert main(["validate", config, "resume=true"]) == 0, config
+        assert main(["validate", config, "resume=true", "overwrite=true"]) == 2, config
+        assert capsys.readouterr().err.strip() == ("reasrm: error: override 'resume=true': resume: resume and "
+                                                   "overwrite exclude each other: set one of them")  # fmt: skip

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from reasrm.config import load_config
-from reasrm.data.build import balanced_slots, build, load_built, load_recipe
+from reasrm.data.build import build, load_built, load_recipe
 from reasrm.data.converters import CONVERTERS, BadRow
-from reasrm.data.pairs import Pair
+from reasrm.data.pairs import Pair, assign_slots
 from reasrm.data.recipe import RecipeConfig
 from reasrm.data.synthetic import FAMILIES, verifiable
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.rubrics import JudgePrompt
+from reasrm.prompts import JudgePrompt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def recipe(tmp_path, sources, **extra) -> RecipeConfig:
 
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({"stage": "recipe", "name": "t", "sources": sources, **extra}))
-    return load_config(path)
+    return load_config(path, schema=RecipeConfig)
 
 
 def row(i, **kw):
@@ -58,7 +58,7 @@ def test_skywork_single_multi_turn_and_magpie_exclusion(tmp_path, write_jsonl):
     assert len(multi.context) == 3 and multi.rejected_context is None and multi.meta == {"origin": "wildguard"}
     # Earlier turns differ: the full conversations are kept, and each slot is rendered with its own.
     assert differing.rejected_context[1]["content"] == "Other"
-    slots = differing.slots(0, slot="A")
+    slots = differing.slots("A")
     text = JudgePrompt.create("rm-r1-instruct").messages(differing, slots)[1]["content"]
     assert "Chatbot A: Hello" in text and "Chatbot B: Other" in text
 
@@ -194,9 +194,9 @@ def test_recipe_errors_are_config_errors(tmp_path):
         recipe(tmp_path, [{"name": "s", "path": "x", "converter": "nope", "count": 3, "fraction": 0.5},
                           {"name": "s", "generator": "v2"}], on_error="ignore")  # fmt: skip
     problems = str(error.value)
-    for expected in ("'sources[0].converter' must be one of pairs, skywork", "set one of 'count' or 'fraction'",
-                     "'sources[1].generator' must be one of verifiable", "the name 's' is used twice",
-                     "'on_error' must be one of fail, skip"):  # fmt: skip
+    for expected in ("sources[0].converter: must be one of pairs, skywork", "set one of 'count' or 'fraction'",
+                     "sources[1].generator: must be one of verifiable", "the name 's' is used twice",
+                     "on_error: must be one of fail, skip"):  # fmt: skip
         assert expected in problems
 
 
@@ -261,15 +261,37 @@ def test_length_bounds_use_the_named_tokenizer(tmp_path, write_jsonl, tiny_model
     assert build(cfg)["sources"]["s"]["dropped"] == {"too_short": 1, "too_long": 1}
 
 
-def test_slots_are_balanced_within_each_domain():
+def test_slots_are_balanced_within_each_domain_in_every_prefix():
+    """One slot assignment for every command: balanced to within one per domain in the whole list and in
+    each prefix of it (so `limit` keeps the balance and the slots), seeded, and a lone pair's slot is a
+    seeded hash of its id."""
     pairs = [Pair(id=f"p{i}", context=({"role": "user", "content": "q"},), chosen="a", rejected="b",
                   domain=["math", "code", "chat"][i % 3]) for i in range(301)]  # fmt: skip
-    slots = balanced_slots(pairs, seed=5)
-    for domain in ("math", "code", "chat"):
-        ids = [p.id for p in pairs if p.domain == domain]
-        a = sum(slots[i] == "A" for i in ids)
-        assert abs(a - (len(ids) - a)) <= 1
-    assert slots != balanced_slots(pairs, seed=6)
+    slots = assign_slots(pairs, seed=5)
+    for n in (1, 2, 7, 50, 301):
+        for domain in ("math", "code", "chat"):
+            mine = [s for p, s in zip(pairs[:n], slots[:n], strict=True) if p.domain == domain]
+            assert abs(mine.count("A") - mine.count("B")) <= 1, (n, domain)
+        assert assign_slots(pairs[:n], seed=5) == slots[:n]  # a prefix keeps its slots
+    assert slots != assign_slots(pairs, seed=6)
+    lone = [assign_slots([p], seed=0)[0] for p in pairs]
+    assert 0.4 < lone.count("A") / len(lone) < 0.6 and lone != [assign_slots([p], seed=1)[0] for p in pairs]
+    unlabelled = Pair(id="u", context=pairs[0].context, response_a="x", response_b="y")
+    assert assign_slots([unlabelled, pairs[0]], seed=5) == [None, slots[0]]
+
+
+def test_report_slot_figures_are_the_slots_a_stage_uses(tmp_path):
+    """report.json's chosen-in-A/B per domain are what `training_jobs` (same seed, any limit) assigns."""
+    from reasrm.training.common import training_jobs
+
+    report = build(load_recipe("demo", ["n=200", "seed=4"]))
+    jobs = training_jobs("demo", {"n": 200, "seed": 4}, None, 4)
+    for domain, entry in report["domains"].items():
+        mine = [slots.chosen_slot for pair, slots in jobs if str(pair.domain) == domain]
+        assert (entry["pairs"], entry["chosen_in_A"], entry["chosen_in_B"]) == (len(mine), mine.count("A"),
+                                                                               mine.count("B"))  # fmt: skip
+    limited = training_jobs("demo", {"n": 200, "seed": 4}, 30, 4)
+    assert [s.chosen_slot for _, s in limited] == [s.chosen_slot for _, s in jobs[:30]]
 
 
 def test_demo_recipe_is_deterministic_and_verifiable(tmp_path):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from reasrm.config import EvalConfig, load_config
+from reasrm.config import load_config
 from reasrm.data.build import build, load_recipe
 from reasrm.errors import ReasrmConfigError, ReasrmError
-from reasrm.eval.run import benchmark_pairs, bias, run, score
+from reasrm.eval.run import EvalConfig, benchmark_pairs, bias, run, score
 
 
 def cfg(tmp_path, tiny_model, **kw) -> EvalConfig:
@@ -44,7 +44,7 @@ def test_resume_continues_without_redoing_or_duplicating(shared, tmp_path, tiny_
     path = tmp_path / "eval" / "samples.jsonl"
     done = path.read_text().splitlines(keepends=True)
     path.write_text("".join(done[:3]) + done[3][:25])  # interrupted while writing the fourth line
-    with pytest.raises(ReasrmError, match="exists: pass --resume"):
+    with pytest.raises(ReasrmError, match="holds a previous run: continue it with resume=true"):
         run(c)
     resumed = run(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=5, resume=True))
     after = lines(path)
@@ -56,8 +56,8 @@ def test_resume_continues_without_redoing_or_duplicating(shared, tmp_path, tiny_
 
 
 def test_rmb_bon_records_stay_whole(shared, tmp_path, tiny_model):
-    pairs = benchmark_pairs(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=40))
-    bon = [p for p in pairs if p.source == "bon"]
+    chosen = benchmark_pairs(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=40))
+    bon = [p for p, _ in chosen if p.source == "bon"]
     counts = {}
     for p in bon:
         counts[p.meta["bon_uid"]] = counts.get(p.meta["bon_uid"], 0) + 1
@@ -84,16 +84,16 @@ def test_rewardbench_from_local_rows_in_hub_schema(tmp_path, tiny_model, write_j
 
 
 def test_config_requires_data_dir_for_local_benchmarks(tmp_path, tiny_model):
-    with pytest.raises(ReasrmConfigError, match="'data_dir' is required for 'rm-bench'"):
+    with pytest.raises(ReasrmConfigError, match="data_dir: required for 'rm-bench'"):
         cfg(tmp_path, tiny_model, benchmark="rm-bench")
-    with pytest.raises(ReasrmConfigError, match="'benchmark' must be one of"):
+    with pytest.raises(ReasrmConfigError, match="benchmark: must be one of"):
         cfg(tmp_path, tiny_model, benchmark="mmlu", data_dir="x")
 
 
 def _sample(pair, order, outcome, choice, longer=True, status=None):
+    status = status or ("ok" if choice else "missing")
     return {"pair": pair, "order": order, "outcome": outcome, "chosen_slot": "A" if order == "AB" else "B",
-            "chosen_longer": longer, "verdict": {"choice": choice},
-            "status": status or ("ok" if choice else "missing")}  # fmt: skip
+            "chosen_longer": longer, "verdict": {"choice": choice, "status": status}, "status": status}  # fmt: skip
 
 
 def test_bias_report_arithmetic():
@@ -106,11 +106,11 @@ def test_bias_report_arithmetic():
     by_pair = {}
     for r in records:
         by_pair.setdefault(r["pair"], []).append(r)
-    from collections import Counter
 
-    b = bias(records, by_pair, Counter(r["status"] for r in records))
+    b = bias(list(by_pair.values()))
     assert b["a_rate"] == 4 / 5 and b["chosen_in_a"] == 0.5
     assert b["flip_rate"] == 0.5  # p1 flips, p2 does not, p3 has an invalid call
+    assert b["both_right"] == 1 / 3  # only p2 is right in both orders
     assert b["accuracy_chosen_longer"] == 1 / 4 and b["accuracy_chosen_shorter"] == 1.0
     assert b["invalid_rate"] == {"truncated": 1 / 6}
 

@@ -21,9 +21,9 @@ def test_cuda_picks_bf16_and_flash_attention_when_installed():
 
 def test_hf_backend_on_gpu_matches_vllm_greedy(tiny_model):
     pytest.importorskip("vllm")
+    from reasrm.backends import GenerationConfig
     from reasrm.backends.hf import HFBackend
     from reasrm.backends.vllm import VLLMBackend
-    from reasrm.config import GenerationConfig
     from reasrm.prompts import render
 
     conversations = [

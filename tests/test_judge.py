@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from reasrm import Judge, parse_verdict
+from reasrm.backends import GenerationConfig
 from reasrm.backends.hf import HFBackend
 from reasrm.card import JudgeCard
-from reasrm.config import GenerationConfig
-from reasrm.data.pairs import Pair, chosen_slot, read_pairs
+from reasrm.data.pairs import Pair, assign_slots, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError, ReasrmError
 from reasrm.judge import Call, _aggregate
 from reasrm.prompts import render
@@ -79,16 +79,19 @@ def judge(tiny_model, tmp_path_factory):
 
 
 def test_judge_seeds_slots_and_parses_every_call(judge):
-    assert judge.prompt_format.id == "rm-r1-instruct"  # from the judge card
+    assert judge.prompt.prompt_format.id == "rm-r1-instruct"  # from the judge card
     judgements = judge.judge(PAIRS, seed=3)
-    for pair, j in zip(PAIRS, judgements, strict=True):
+    expected = assign_slots([pair_from_dict(p, "t") for p in PAIRS], 3)
+    for pair, j, slot in zip(PAIRS, judgements, expected, strict=True):
         (call,) = j.calls
         assert j.pair_id == pair["id"] and call.order == "AB"
-        assert call.chosen_slot == chosen_slot(pair["id"], 3)
+        assert call.chosen_slot == slot
         assert j.verdict == parse_verdict(call.text, mode="lenient")  # a random model writes no verdict...
         assert (j.status, j.winner, j.flip) == ("missing", None, None)  # ...and that is reported, not hidden
         assert call.prompt_tokens > 500 and 1 <= call.completion_tokens <= 8
-    assert {j.calls[0].chosen_slot for j in judgements} == {"A", "B"}  # the seed spreads the slots
+    assert [j.calls[0].chosen_slot for j in judgements].count("A") == 2  # the slots are balanced
+    given = judge.judge(PAIRS, slots=["B", "B", "A", "A"])  # a caller judging in chunks gives them
+    assert [j.calls[0].chosen_slot for j in given] == ["B", "B", "A", "A"]
     assert [j.text for j in judge.judge(PAIRS, seed=3)] == [j.text for j in judgements]  # greedy: reproducible
 
 
@@ -130,12 +133,13 @@ def test_prompt_format_comes_from_argument_card_or_embedded_default(tiny_model, 
     with pytest.raises(ReasrmConfigError, match="has no judge card"):
         Judge.from_pretrained(str(tiny_model))
     judge = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-reasoning")
-    assert judge.prompt_format.id == "rm-r1-reasoning" and judge.card is None
+    assert judge.prompt.prompt_format.id == "rm-r1-reasoning" and judge.card is None
     with_card = tmp_path / "ckpt"
     shutil.copytree(tiny_model, with_card)
     JudgeCard(prompt_format="rm-r1-reasoning").save(with_card)
-    assert Judge.from_pretrained(str(with_card)).prompt_format.id == "rm-r1-reasoning"
-    assert Judge.from_pretrained(str(with_card), prompt_format="rm-r1-instruct").prompt_format.id == "rm-r1-instruct"
+    assert Judge.from_pretrained(str(with_card)).prompt.prompt_format.id == "rm-r1-reasoning"
+    named = Judge.from_pretrained(str(with_card), prompt_format="rm-r1-instruct")
+    assert named.prompt.prompt_format.id == "rm-r1-instruct"
     (with_card / "reasrm_judge.json").write_text('{"format": "x"}')
     with pytest.raises(ReasrmError, match=r"reasrm_judge\.json"):
         Judge.from_pretrained(str(with_card))
@@ -143,12 +147,18 @@ def test_prompt_format_comes_from_argument_card_or_embedded_default(tiny_model, 
 
 def test_hub_id_without_reachable_card_needs_a_format():
     """Offline (as in the test suite) a hub id has no readable card: the error says what to pass."""
-    from reasrm.judge import read_card, resolve_format
+    from reasrm.card import judge_prompt, read_card
 
     assert read_card("gaotang/RM-R1-Qwen2.5-Instruct-7B") is None
     with pytest.raises(ReasrmConfigError, match="name it with --prompt-format"):
-        resolve_format("gaotang/RM-R1-Qwen2.5-Instruct-7B", None, None)
-    assert resolve_format("gaotang/RM-R1-Qwen2.5-Instruct-7B", "rm-r1-instruct", None) == "rm-r1-instruct"
+        judge_prompt("gaotang/RM-R1-Qwen2.5-Instruct-7B", None)
+    prompt = judge_prompt("gaotang/RM-R1-Qwen2.5-Instruct-7B", None, "rm-r1-instruct")
+    assert (prompt.prompt_format.id, prompt.default_rubric) == ("rm-r1-instruct", None)
+    card = JudgeCard(prompt_format="rm-r1-reasoning", rubric_pack="support")
+    prompt = judge_prompt("any/hub-id", card, rubric="chat")  # the card's format and pack, a forced pack on top
+    assert (prompt.prompt_format.id, prompt.default_rubric, prompt.forced_rubric) == ("rm-r1-reasoning", "support",
+                                                                                       "chat")  # fmt: skip
+    assert judge_prompt(None, None).prompt_format.id == "rm-r1-instruct"  # the embedded default's
 
 
 def test_rubric_on_a_self_rubric_format_is_refused(judge):
@@ -191,18 +201,18 @@ def test_duplicate_ids_and_empty_files(write_jsonl):
         read_pairs(write_jsonl([]).parent / "absent.jsonl")
 
 
-def test_slots_are_seeded_balanced_and_recorded():
-    ids = [f"pair-{i}" for i in range(2000)]
-    share_a = sum(chosen_slot(i, 0) == "A" for i in ids) / len(ids)
-    assert 0.45 < share_a < 0.55
-    assert [chosen_slot(i, 0) for i in ids[:50]] == [chosen_slot(i, 0) for i in ids[:50]]
-    assert [chosen_slot(i, 0) for i in ids[:50]] != [chosen_slot(i, 1) for i in ids[:50]]
+def test_slots_place_the_chosen_response_and_swap():
     pair = Pair(id="x", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad")
-    _, a, _, b, slot = pair.slots(0)
-    _, a2, _, b2, slot2 = pair.slots(0, swap=True)
-    assert (a2, b2) == (b, a) and {slot, slot2} == {"A", "B"}
-    assert (a if slot == "A" else b) == "good"
-    assert pair.slots(0, slot="B").response_b == "good"
+    for slot in ("A", "B"):
+        shown, swapped = pair.slots(slot), pair.slots(slot, swap=True)
+        assert shown.chosen_slot == slot and swapped.chosen_slot != slot
+        assert (shown.response_a if slot == "A" else shown.response_b) == "good"
+        assert (swapped.response_a, swapped.response_b) == (shown.response_b, shown.response_a)
+    with pytest.raises(ValueError, match="labelled: give the chosen response's slot"):
+        pair.slots()
+    plain = Pair(id="u", context=pair.context, response_a="one", response_b="two")
+    assert (plain.slots().response_a, plain.slots(swap=True).response_a) == ("one", "two")
+    assert plain.slots().chosen_slot is None
 
 
 def test_verdict_is_frozen_and_serialisable():

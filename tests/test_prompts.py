@@ -5,7 +5,8 @@ import yaml
 
 from reasrm import parse_verdict
 from reasrm.errors import ReasrmConfigError
-from reasrm.prompts import available_formats, escape, load_format, render
+from reasrm.formats import available_formats, load_format
+from reasrm.prompts import escape, render
 from reasrm.resources import rubrics_dir
 
 QUESTION = "What is 47 + 38?"
@@ -108,6 +109,36 @@ def test_unknown_format_names_the_choices():
 
 def test_format_file_with_wrong_keys_is_refused(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("id: mine\nsystem: null\n")
-    with pytest.raises(ReasrmConfigError, match=r"mine\.yaml"):
+    path.write_text("id: mine\nsystem: null\nuser_single: '{question}'\n")
+    with pytest.raises(ReasrmConfigError) as error:
         load_format(str(path))
+    assert str(error.value).splitlines() == [
+        f"{path}:3: user_single: unknown key; did you mean 'user_single_turn'?",
+        f"{path}: version: missing: set it in the file or pass version=...",
+        f"{path}: description: missing: set it in the file or pass description=...",
+        f"{path}: user_single_turn: missing: set it in the file or pass user_single_turn=...",
+        f"{path}: user_multi_turn: missing: set it in the file or pass user_multi_turn=...",
+    ]
+
+
+def test_format_templates_are_checked(tmp_path):
+    """A prompt format is read by the typed config loader: unknown placeholders, unbalanced braces and a
+    list where text belongs are each one line naming file, line and key."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
+                    "user_single_turn: '{question} {answer_a} {answer_b'\nuser_multi_turn: [a, b]\n")  # fmt: skip
+    with pytest.raises(ReasrmConfigError) as error:
+        load_format(str(path))
+    problems = str(error.value).splitlines()
+    assert problems[0].startswith(f"{path}:6: user_multi_turn: expected str, got ['a', 'b']")
+    path.write_text("id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
+                    "user_single_turn: '{question} {answer_a} {answer_b'\n"
+                    "user_multi_turn: '{conversation_1}'\n")  # fmt: skip
+    with pytest.raises(ReasrmConfigError) as error:
+        load_format(str(path))
+    assert str(error.value).splitlines() == [
+        f"{path}:4: system: unknown placeholder {{domian}}; known: domain, description, criteria, hard_constraints, "
+        "weights_justification, reference_usage",
+        f"{path}:5: user_single_turn: not a valid template (expected '}}' before end of string); write a literal "
+        "brace as {{ or }}",
+    ]

@@ -8,8 +8,9 @@ import pytest
 from reasrm.cli import main
 from reasrm.data.pairs import pair_from_dict
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.prompts import JudgePrompt
 from reasrm.resources import rubrics_dir
-from reasrm.rubrics import JudgePrompt, find_packs, load_pack, validate_file, write_skeleton
+from reasrm.rubrics import find_packs, load_pack, validate_file, write_skeleton
 from reasrm.verdict import parse_verdict
 
 SHIPPED = {"chat", "reasoning", "code", "safety", "rm-r1-instruct", "rm-r1-reasoning", "support"}
@@ -50,13 +51,13 @@ def test_validate_reports_every_problem_at_once_with_key_paths(tmp_path, capsys)
         """)  # fmt: skip
     problems = validate_file(path)
     text = "\n".join(problems)
-    assert f"{path}:5: description: is empty" in text
+    assert f"{path}:5: description: missing (a non-empty string)" in text
     assert f"{path}:6: colour: unknown key" in text
     assert "criteria[1].id: duplicate criterion id 'a' (also criteria[0])" in text
     assert "criteria[1].weight: expected a positive number, got -1" in text
     assert "criteria[2].extra: unknown key" in text
-    assert "criteria[3].description: missing" in text
-    assert len(problems) == 6
+    assert f"{path}:11: criteria[3].description: missing" in text  # the line of the criterion that lacks it
+    assert len(problems) == 6, problems
     assert main(["rubric", "validate", str(path)]) == 2
     assert "0 ok, 1 with problems" in capsys.readouterr().out
 
@@ -96,7 +97,7 @@ def test_unknown_placeholder_in_a_pack_format_is_reported(tmp_path):
         weights_justification: why
         """, "p")  # fmt: skip
     text = "\n".join(validate_file(path))
-    assert "system template: unknown placeholder {domian}" in text
+    assert f"{path}:5: format: {fmt}:1: system: unknown placeholder {{domian}}" in text
     assert "user_single_turn: unknown placeholder {refrence}" in text
 
 
@@ -113,7 +114,7 @@ def test_skeleton_names_its_todos_until_filled_in(tmp_path):
 def test_a_pack_renders_its_criteria_constraints_and_reference():
     pair = pair_from_dict(MATH, "t")
     system, user = (m["content"] for m in JudgePrompt.create("rm-r1-instruct", forced_rubric="reasoning").messages(
-        pair, pair.slots(0)))  # fmt: skip
+        pair, pair.slots("A")))  # fmt: skip
     assert "1. final_answer (weight 60%)" in system and "Hard constraints" in system and "<solution>" in system
     assert "do not invent other criteria" in system
     assert "[Reference Answer]\n47 + 38 = 85\n\n[The Start of Chatbot A's Response]" in user
@@ -128,7 +129,7 @@ def test_pack_resolution_forced_then_pair_then_default_then_format():
     forced = JudgePrompt.create("rm-r1-instruct", default_rubric="reasoning", forced_rubric="chat")
     assert forced.pack_for(math).id == forced.pack_for(support).id == "chat"
     # A self-generated pack renders byte-identically to its prompt format.
-    slots = math.slots(0)
+    slots = math.slots("A")
     assert JudgePrompt.create("rm-r1-instruct", forced_rubric="rm-r1-reasoning").messages(math, slots) == \
         JudgePrompt.create("rm-r1-reasoning").messages(math, slots)  # fmt: skip
 
@@ -146,12 +147,12 @@ def test_bad_pack_references_are_clear_errors():
 
 
 def test_template_chains_follow_the_strict_grammar_and_name_the_label():
-    from reasrm.teacher import template_chain
+    from reasrm.training.teacher import template_chain
 
     for row, pack in ((SUPPORT, "support"), (MATH, "reasoning"), (MATH, "rm-r1-instruct"), (SUPPORT, None)):
         pair = pair_from_dict(row, "t")
         for slot in ("A", "B"):
-            slots = pair.slots(0, slot=slot)
+            slots = pair.slots(slot)
             verdict = parse_verdict(template_chain(pair, slots, load_pack(pack) if pack else None), mode="strict")
             assert (verdict.status, verdict.choice) == ("ok", slot)
             assert verdict.evaluation and (verdict.rubric or verdict.solution)
@@ -172,7 +173,7 @@ def test_recipe_sets_packs_per_domain_and_counts_unknown_ones(tmp_path, write_js
     assert {p.id: p.rubric for p in load_built(tmp_path / "out")} == {"s1": "support", "m1": None}
     path.write_text(json.dumps({"stage": "recipe", "name": "r", "rubrics": {"chat": "nope"},
                                 "sources": [{"name": "x", "generator": "verifiable", "n": 2}]}))  # fmt: skip
-    with pytest.raises(ReasrmConfigError, match=r"'rubrics.chat': unknown rubric pack 'nope'"):
+    with pytest.raises(ReasrmConfigError, match=r"rubrics.chat: unknown rubric pack 'nope'"):
         load_config(path, schema=RecipeConfig)
 
 
@@ -196,27 +197,24 @@ class Recording:
 def test_five_stages_render_identical_messages(row, tiny_model, tmp_path):
     from fastapi.testclient import TestClient
 
-    from reasrm.backends import load_backend
-    from reasrm.config import GenerationConfig
-    from reasrm.distill import sft_examples
+    from reasrm.backends import GenerationConfig, load_backend
     from reasrm.judge import Judge
-    from reasrm.rl import grpo_rows
     from reasrm.serve import create_app
-    from reasrm.teacher import TeacherConfig, generate_chains
+    from reasrm.training.distill import sft_examples
+    from reasrm.training.rl import grpo_rows
+    from reasrm.training.teacher import TeacherConfig, generate_chains
 
     rubric = None if row is SUPPORT else "reasoning"  # the pair's own field, and a stage forcing one
     pair = pair_from_dict(row, "t")
-    slots = pair.slots(0)
+    slots = pair.slots("A")
     prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=rubric)
     teacher = generate_chains([(pair, slots)], prompt, TeacherConfig(), tmp_path / "chains.jsonl")[0]["messages"]
     sft = sft_examples(generate_chains([(pair, slots)], prompt, TeacherConfig(), tmp_path / "chains.jsonl"))
     grpo = grpo_rows(prompt, [(pair, slots)])[0]["prompt"]
 
     backend = Recording(load_backend("hf", str(tiny_model)))
-    from reasrm.prompts import load_format
-
-    judge = Judge(backend, load_format("rm-r1-instruct"), GenerationConfig(max_new_tokens=2), rubric=rubric)
-    judge.judge([pair])
+    judge = Judge(backend, prompt, GenerationConfig(max_new_tokens=2))
+    judge.judge([pair], slots=["A"])
     via_judge = backend.seen.pop()
     unlabelled = {"response_a": slots.response_a, "response_b": slots.response_b, "prompt": row["prompt"],
                   "rubric": row.get("rubric"), "reference": row.get("reference")}  # fmt: skip
@@ -233,9 +231,9 @@ def test_five_stages_render_identical_messages(row, tiny_model, tmp_path):
 def test_judge_card_records_the_pack_and_from_pretrained_uses_it(tiny_model, tmp_path):
     import shutil
 
-    from reasrm.distill import DistillConfig
     from reasrm.judge import Judge
-    from reasrm.training import write_card
+    from reasrm.training.common import write_card
+    from reasrm.training.distill import DistillConfig
 
     folder = tmp_path / "judge"
     shutil.copytree(tiny_model, folder)

@@ -160,7 +160,7 @@ PAIRS = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "chosen": str(i + 1), "r
 
 def test_openai_backend_judges_like_the_local_model(server, tiny_model):
     from reasrm import Judge
-    from reasrm.config import GenerationConfig
+    from reasrm.backends import GenerationConfig
 
     url, name = server
     settings = GenerationConfig(max_new_tokens=6)
@@ -176,13 +176,13 @@ def test_openai_backend_judges_like_the_local_model(server, tiny_model):
 def test_stopped_server_retries_then_reports_failed_pairs(tiny_model):
     from reasrm import Judge
     from reasrm.backends.openai import OpenAIBackend
-    from reasrm.prompts import load_format
+    from reasrm.prompts import JudgePrompt
 
     process, url = _start(tiny_model)
     process.terminate()  # the server goes away before the run
     process.wait(timeout=30)
     backend = OpenAIBackend("judge", f"{url}/v1", KEY, max_retries=2, backoff=0.01, timeout=5)
-    judge = Judge(backend, load_format("rm-r1-instruct"))
+    judge = Judge(backend, JudgePrompt.create("rm-r1-instruct"))
     started = time.monotonic()
     judgements = judge.judge(PAIRS)
     assert [j.status for j in judgements] == ["failed"] * 3  # reported, not dropped

@@ -63,7 +63,7 @@ def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_
     from trl import GRPOConfig, GRPOTrainer
 
     from reasrm import Judge
-    from reasrm.config import GenerationConfig
+    from reasrm.backends import GenerationConfig
     from reasrm.downstream import RoundRobinReward
 
     judge = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-instruct",
@@ -99,9 +99,9 @@ def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_
 def test_policy_stage_runs_from_its_shipped_config(tiny_model, tmp_path):
     """`reasrm policy stages/policy_grpo.yaml`, shrunk by overrides to tiny models and one step."""
     from reasrm.config import load_config
-    from reasrm.policy import run
+    from reasrm.training.policy import PolicyConfig, run
 
-    cfg = load_config(ROOT / "stages/policy_grpo.yaml", [
+    cfg = load_config(ROOT / "stages/policy_grpo.yaml", schema=PolicyConfig, overrides=[
         f"policy={tiny_model}", f"judge={tiny_model}", "judge_prompt_format=rm-r1-instruct",
         "judge_generation.max_new_tokens=4", "recipe_params.n=8", "max_steps=1", "max_completion_length=6",
         f"output={tmp_path}", "reward=reference",

@@ -8,7 +8,11 @@ from reasrm.card import JudgeCard
 from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.prompts import JudgePrompt
 from reasrm.rewards import verdict_reward
+from reasrm.training.distill import DistillConfig
+from reasrm.training.rl import RLConfig
+from reasrm.training.teacher import TeacherConfig, generate_chains
 
 OK_A = "<type>Chat</type><eval><quote_B><answer>[[B]]</answer></quote_B></eval><answer>[[A]]</answer>"
 
@@ -30,17 +34,13 @@ def test_verdict_reward_uses_the_strict_grammar(completion, label, reward):
 
 
 def _distill(tiny_model, tmp_path, *overrides):
-    from reasrm.distill import DistillConfig
-
     return load_config("stages/distill.yaml", [f"model={tiny_model}", "limit=4", "max_steps=1",
                                                "per_device_train_batch_size=2", f"output={tmp_path / 'distill'}",
                                                *overrides], schema=DistillConfig)  # fmt: skip
 
 
 def test_model_teacher_two_passes_and_resume(tiny_model, tmp_path):
-    from reasrm.rubrics import JudgePrompt
-    from reasrm.teacher import TeacherConfig, generate_chains
-    from reasrm.training import training_jobs
+    from reasrm.training.common import training_jobs
 
     jobs = training_jobs("demo", {"n": 4}, 2, 0)
     cfg = TeacherConfig(backend="hf", model=str(tiny_model))
@@ -52,16 +52,15 @@ def test_model_teacher_two_passes_and_resume(tiny_model, tmp_path):
     assert "Note for the annotator" not in json.dumps(records[0]["messages"])  # the hint never reaches SFT
     path.write_text(path.read_text().splitlines()[0] + "\n")  # as if interrupted after the first pair
     cfg.backend = "hf-broken"  # a resumed run must not regenerate the finished pair...
-    with pytest.raises(Exception, match="hf-broken"):  # ...and does generate the missing one
+    with pytest.raises(ReasrmConfigError, match="unknown backend 'hf-broken'"):  # ...and does ask for the other
         generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path)
     assert len(path.read_text().splitlines()) == 1
 
 
 def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
-    from reasrm.distill import run as distill
     from reasrm.judge import Judge
-    from reasrm.rl import RLConfig
-    from reasrm.rl import run as rl
+    from reasrm.training.distill import run as distill
+    from reasrm.training.rl import run as rl
 
     final = distill(_distill(tiny_model, tmp_path, "recipe=support", "rubric=support"))
     card = JudgeCard.load(final)
@@ -78,24 +77,47 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
     card = JudgeCard.load(judged)
     assert (card.rubric_pack, card.rubric_packs, card.data_recipe) == ("support", {"support": 1}, "support")
     judge = Judge.from_pretrained(str(judged))
-    assert judge.prompt.default_rubric == "support" and judge.prompt_format.id == "rm-r1-instruct"
+    assert judge.prompt.default_rubric == "support" and judge.prompt.prompt_format.id == "rm-r1-instruct"
 
 
 def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):
-    from reasrm.training import prepare_output
+    from reasrm.training.distill import prepare
 
-    cfg = _distill(tiny_model, tmp_path, "overwrite=false")
-    prepare_output(cfg, "distill", ("model",))
+    cfg = _distill(tiny_model, tmp_path)
+    prepare(cfg)
     (tmp_path / "distill" / "chains.jsonl").write_text("")
-    with pytest.raises(ReasrmConfigError, match="holds a previous run: pass resume=true"):
-        prepare_output(cfg, "distill", ("model",))
-    resumed = _distill(tiny_model, tmp_path, "overwrite=false", "resume=true", "limit=3")
+    with pytest.raises(ReasrmConfigError, match="holds a previous run: continue it with resume=true"):
+        prepare(cfg)
     with pytest.raises(ReasrmConfigError, match=r"cannot resume .*'limit' was 4"):
-        prepare_output(resumed, "distill", ("limit",))
+        prepare(_distill(tiny_model, tmp_path, "resume=true", "limit=3"))
+    prepare(_distill(tiny_model, tmp_path, "overwrite=true"))
+    assert not (tmp_path / "distill" / "chains.jsonl").exists()  # replaced: only the saved config is there
+    foreign = tmp_path / "mine"
+    (foreign / "notes.txt").parent.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ReasrmConfigError, match="was not written by reasrm"):
+        prepare(_distill(tiny_model, tmp_path, f"output={foreign}", "overwrite=true"))
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_teacher_chains_are_trained_on_by_distill_resume(tiny_model, tmp_path):
+    """`reasrm teacher CONFIG` then `reasrm distill CONFIG resume=true` (what the teacher advertises): the
+    distill run trains on the teacher's chains without asking the teacher again."""
+    args = ["stages/distill.yaml", f"model={tiny_model}", "limit=4", "max_steps=1", "per_device_train_batch_size=2",
+            f"output={tmp_path / 'distill'}"]  # fmt: skip
+    assert main(["teacher", *args]) == 0
+    path = tmp_path / "distill" / "chains.jsonl"
+    assert len(path.read_text().splitlines()) == 4 and (tmp_path / "distill" / "distill.yaml").is_file()
+    # Mark one chain: a teacher asked again would write it afresh, without the mark.
+    marked = path.read_text().replace("</eval>", "(kept from the teacher run)</eval>", 1)
+    path.write_text(marked)
+    assert main(["distill", *args, "resume=true"]) == 0
+    assert path.read_text() == marked
+    assert JudgeCard.load(tmp_path / "distill" / "final").data_recipe == "demo"
 
 
 def test_distill_with_no_kept_chains_says_why(tiny_model, tmp_path):
-    from reasrm.distill import run as distill
+    from reasrm.training.distill import run as distill
 
     cfg = _distill(tiny_model, tmp_path, "teacher.backend=hf", f"teacher.model={tiny_model}", "limit=1",
                    "teacher.generation.max_new_tokens=2", "teacher.hint_pass=false")  # fmt: skip
@@ -108,9 +130,11 @@ def test_stage_configs_validate_and_report_problems(capsys):
     assert main(["validate", "stages/rl.yaml"]) == 0
     assert main(["validate", "stages/rl.yaml", "num_generations=3", "stage=rl", "limit=0"]) == 2
     err = capsys.readouterr().err
-    assert "'per_device_train_batch_size' (4) must be a multiple of 'num_generations' (3)" in err
-    assert "'limit' must be >= 1" in err
+    assert "per_device_train_batch_size: must be a multiple of num_generations (3), got 4" in err
+    assert "override 'limit=0': limit: must be >= 1, got 0" in err
     assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2
-    assert "'teacher.backend' must be one of template, hf, vllm, openai" in capsys.readouterr().err
+    assert "teacher.backend: must be one of template, hf, vllm, openai, got 'gpt'" in capsys.readouterr().err
     assert main(["validate", "stages/rl.yaml", "rubric=suport"]) == 2
-    assert "'rubric': unknown rubric pack 'suport' (did you mean 'support'?)" in capsys.readouterr().err
+    assert "rubric: unknown rubric pack 'suport' (did you mean 'support'?)" in capsys.readouterr().err
+    assert main(["validate", "stages/rl.yaml", "rewards=[verdict,consistensy]"]) == 2
+    assert "rewards: unknown reward 'consistensy'; valid names: verdict" in capsys.readouterr().err

@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
-from reasrm.backends import Generation
-from reasrm.config import GenerationConfig
+from reasrm.backends.generation import Generation, GenerationConfig
 from reasrm.models import load_model, load_tokenizer
 
 MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache

@@ -15,8 +15,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from reasrm.backends import Generation
-from reasrm.config import GenerationConfig
+from reasrm.backends.generation import Generation, GenerationConfig
 from reasrm.errors import ReasrmError
 
 

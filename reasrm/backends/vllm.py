@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from reasrm.backends import Generation
-from reasrm.config import GenerationConfig
+from reasrm.backends.generation import Generation, GenerationConfig
 from reasrm.errors import ReasrmError
 from reasrm.models import resolve
 

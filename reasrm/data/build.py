@@ -21,14 +21,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from reasrm.config import load_config, save_config
+from reasrm.config import load_config
 from reasrm.data.converters import CONVERTERS, BadRow, map_columns
-from reasrm.data.pairs import Pair, RowError, Slot, content_id, iter_jsonl, pair_from_dict
+from reasrm.data.pairs import Pair, RowError, assign_slots, content_id, iter_jsonl, pair_from_dict
 from reasrm.data.recipe import RecipeConfig, SourceConfig
 from reasrm.data.synthetic import GENERATORS
 from reasrm.errors import ReasrmDataError
 from reasrm.resources import recipes_dir
 from reasrm.rubrics import pack_error
+from reasrm.runs import check_output, prepare_output
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -122,11 +123,15 @@ class _Ledger:
         self.drop(source, reason, where, message)
 
 
-def build(cfg: RecipeConfig, output: str | Path | None = None) -> dict:
-    """Run the recipe; write the dataset folder when ``output`` is given. Returns the report."""
+def build(cfg: RecipeConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
+    """Run the recipe; write the dataset folder when ``output`` is given (the resolved recipe is saved in it
+    as ``recipe.yaml``; a previous dataset there is replaced only with ``overwrite``). Returns the report."""
+    if output is not None:  # refused before the work, written only after it: a failed build leaves nothing
+        check_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite)
     train, heldout, ledger, report = collect(cfg)
     if output is not None:
-        _write(Path(output), cfg, train, heldout, ledger, report)
+        _write(prepare_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite), train, heldout,
+               ledger, report)  # fmt: skip
     return report
 
 
@@ -256,19 +261,6 @@ def _held_out(pair: Pair, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def balanced_slots(pairs: list[Pair], seed: int) -> dict[str, Slot]:
-    """The chosen response's slot for each pair: 50/50 within every domain (so overall), in a seeded order."""
-    slots: dict[str, Slot] = {}
-    by_domain: dict[str | None, list[Pair]] = defaultdict(list)
-    for pair in pairs:
-        by_domain[pair.domain].append(pair)
-    for _, group in sorted(by_domain.items(), key=lambda item: str(item[0])):
-        order = sorted(group, key=lambda p: hashlib.sha256(f"{seed}\x00{p.id}".encode()).digest())
-        for k, pair in enumerate(order):
-            slots[pair.id] = "A" if k % 2 == 0 else "B"
-    return slots
-
-
 # ---------------------------------------------------------------------------------------------------
 # Contamination: long word n-grams shared with evaluation prompts
 # ---------------------------------------------------------------------------------------------------
@@ -322,12 +314,13 @@ def _report(cfg, ledger: _Ledger, pairs, train, heldout, hits) -> dict:
         dropped = dict(ledger.dropped[source.name].most_common())
         sources[source.name] = {"read": ledger.read[source.name], "kept": kept[source.name], "dropped": dropped}
         assert ledger.read[source.name] == kept[source.name] + sum(dropped.values()), source.name
-    slots = balanced_slots(train, cfg.seed)
+    # The slots a stage with `seed` = the recipe's seed gives the train split (the first N pairs keep theirs
+    # under `limit=N`; any seed balances every domain to within one pair).
     domains: dict[str, dict] = {}
-    for pair in train:
+    for pair, slot in zip(train, assign_slots(train, cfg.seed), strict=True):
         entry = domains.setdefault(str(pair.domain), {"pairs": 0, "chosen_in_A": 0, "chosen_in_B": 0})
         entry["pairs"] += 1
-        entry[f"chosen_in_{slots[pair.id]}"] += 1
+        entry[f"chosen_in_{slot}"] += 1
     return {
         "name": cfg.name,
         "sources": sources,
@@ -339,11 +332,10 @@ def _report(cfg, ledger: _Ledger, pairs, train, heldout, hits) -> dict:
     }  # fmt: skip
 
 
-def _write(output: Path, cfg: RecipeConfig, train, heldout, ledger: _Ledger, report: dict) -> None:
+def _write(output: Path, train, heldout, ledger: _Ledger, report: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    output.mkdir(parents=True, exist_ok=True)
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     schema = pa.schema([("id", pa.string()), ("context", pa.list_(message)), ("chosen", pa.string()),
                         ("rejected", pa.string()), ("rejected_context", pa.list_(message)), ("domain", pa.string()),
@@ -352,12 +344,9 @@ def _write(output: Path, cfg: RecipeConfig, train, heldout, ledger: _Ledger, rep
     for split, rows in (("train", train), ("heldout", heldout)):
         pq.write_table(pa.Table.from_pylist([p.to_record() for p in rows], schema=schema), output / f"{split}.parquet")
     (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    save_config(cfg, output / "recipe.yaml")
-    rejected = output / "rejected_rows.jsonl"
     if ledger.rejected:
-        rejected.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ledger.rejected))
-    elif rejected.exists():
-        rejected.unlink()
+        (output / "rejected_rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                            for r in ledger.rejected))  # fmt: skip
 
 
 def load_built(folder: str | Path, split: str = "train") -> list[Pair]:

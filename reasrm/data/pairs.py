@@ -7,15 +7,16 @@ content), ``domain``, ``source``, ``rubric``, ``reference``, ``meta``, and ``rej
 rejected answer's own conversation, for multi-turn sources whose earlier turns differ; ``context`` is
 then the chosen answer's). Other keys are kept in ``meta``.
 
-Which slot the chosen response is shown in is not part of the pair: :func:`chosen_slot` decides it from
-the seed and the pair id, so it is reproducible and independent of file order.
+Which slot the chosen response is shown in is not part of the pair: :func:`assign_slots` decides it for
+a list of pairs and a seed, the one definition every command uses (training, ``Judge``, eval, the data
+report).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -69,14 +70,14 @@ class Pair:
     def labelled(self) -> bool:
         return self.chosen is not None
 
-    def slots(self, seed: int, swap: bool = False, slot: Slot | None = None) -> Slots:
-        """The pair in slots: the chosen response's slot is ``slot`` if given, else seeded by the pair id;
-        ``swap`` exchanges the two slots (both-order judging). Unlabelled pairs keep their given order."""
+    def slots(self, chosen_slot: Slot | None = None, swap: bool = False) -> Slots:
+        """The pair in slots: a labelled pair's chosen response in ``chosen_slot`` (see :func:`assign_slots`);
+        ``swap`` exchanges the two slots (the other order). Unlabelled pairs keep their given order."""
         other = self.rejected_context or self.context
         if self.labelled:
-            slot = slot or chosen_slot(self.id, seed)
-            if swap:
-                slot = "B" if slot == "A" else "A"
+            if chosen_slot not in ("A", "B"):
+                raise ValueError(f"pair {self.id!r} is labelled: give the chosen response's slot, 'A' or 'B'")
+            slot = other_slot(chosen_slot) if swap else chosen_slot
             if slot == "A":
                 return Slots(self.context, self.chosen, other, self.rejected, "A")
             return Slots(other, self.rejected, self.context, self.chosen, "B")
@@ -115,10 +116,35 @@ class Pair:
         )
 
 
-def chosen_slot(pair_id: str, seed: int) -> Slot:
-    """The slot the chosen response takes: a seeded hash of the pair id (so ~50/50, reproducible)."""
-    digest = hashlib.sha256(f"{seed}\x00{pair_id}".encode()).digest()
-    return "A" if digest[0] % 2 == 0 else "B"
+def other_slot(slot: Slot) -> Slot:
+    return "B" if slot == "A" else "A"
+
+
+def assign_slots(pairs: Sequence[Pair], seed: int) -> list[Slot | None]:
+    """The slot of each labelled pair's chosen response (None for unlabelled pairs, judged as given).
+
+    Within each domain, pairs are taken two by two in list order; the first of each two gets a slot from a
+    seeded hash of its id, the second the other slot. So: (1) within every domain, and therefore overall,
+    the chosen response is in A and in B equally often, to within one, in the whole list and in every
+    prefix of it; (2) the slots of the first N pairs do not depend on the pairs after them, so ``limit``
+    and resumed runs keep them; (3) a lone pair's slot is the seeded hash of its id.
+    """
+    slots: list[Slot | None] = []
+    previous: dict[str | None, Slot | None] = {}  # domain -> slot of a first-of-two waiting for its partner
+    for pair in pairs:
+        if not pair.labelled:
+            slots.append(None)
+            continue
+        waiting = previous.get(pair.domain)
+        if waiting is None:
+            digest = hashlib.sha256(f"{seed}\x00{pair.id}".encode()).digest()
+            slot: Slot = "A" if digest[0] % 2 == 0 else "B"
+            previous[pair.domain] = slot
+        else:
+            slot = other_slot(waiting)
+            previous[pair.domain] = None
+        slots.append(slot)
+    return slots
 
 
 def content_id(context: tuple[dict, ...], first: str, second: str) -> str:
@@ -259,3 +285,20 @@ def pair_at(spec: str) -> Pair:
                 raise row
             return pair_from_dict(row, where)
     raise ReasrmDataError(f"{path}: no pair on line {line}")
+
+
+# TRL passes prompts and completions as strings or as conversations (lists of messages).
+
+
+def context_of(prompt: str | list[dict]) -> tuple[dict, ...]:
+    """A TRL prompt as the pair schema's conversation."""
+    if isinstance(prompt, str):
+        return ({"role": "user", "content": prompt},)
+    return tuple({"role": m["role"], "content": m["content"]} for m in prompt)
+
+
+def completion_text(completion: str | list[dict]) -> str:
+    """A TRL completion as text: a string as it is, a conversation as its assistant messages, joined."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m["content"] for m in completion if m.get("role", "assistant") == "assistant")

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from reasrm.config import _help
+from reasrm.config import Problem, option
 from reasrm.data.converters import CONVERTERS
 from reasrm.data.pairs import DOMAINS
 from reasrm.data.synthetic import GENERATORS
@@ -25,120 +25,118 @@ ON_ERROR = ("fail", "skip")
 class FilterConfig:
     """Per-source filters; every row they drop is counted under its reason in the report."""
 
-    drop_empty: bool = _help("Drop rows with an empty answer (else they are errors, see on_error).", False)
-    drop_identical: bool = _help("Drop rows whose chosen equals rejected (else errors, see on_error).", False)
-    dedup: bool = _help("Drop exact duplicates (same conversation and answers) across all sources.", True)
-    tokenizer: str | None = _help("Tokenizer for the length bounds (null = the embedded default's).", None)
-    min_tokens: int | None = _help("Drop pairs whose shorter answer has fewer tokens.", None)
-    max_tokens: int | None = _help("Drop pairs whose conversation plus longer answer has more tokens.", None)
-    exclude: dict[str, list[str]] = _help("Drop raw rows whose column holds one of these values.", factory=dict)
+    drop_empty: bool = option("Drop rows with an empty answer (else they are errors, see on_error).", False)
+    drop_identical: bool = option("Drop rows whose chosen equals rejected (else errors, see on_error).", False)
+    dedup: bool = option("Drop exact duplicates (same conversation and answers) across all sources.", True)
+    tokenizer: str | None = option("Tokenizer for the length bounds (null = the embedded default's).", None)
+    min_tokens: int | None = option("Drop pairs whose shorter answer has fewer tokens.", None)
+    max_tokens: int | None = option("Drop pairs whose conversation plus longer answer has more tokens.", None)
+    exclude: dict[str, list[str]] = option("Drop raw rows whose column holds one of these values.", factory=dict)
 
 
 @dataclass
 class SourceConfig:
     """One source: a local file or folder, a hub dataset, or a generator."""
 
-    name: str = _help("Names the source in the report and in each pair's `source` field.")
-    path: str | None = _help("Local .jsonl/.json/.parquet file or folder of them, or a hub dataset id.", None)
-    split: str = _help("Split of a hub dataset.", "train")
-    generator: str | None = _help(f"Instead of a path: one of {', '.join(GENERATORS)}.", None)
-    n: int | None = _help("Pairs a generator makes.", None)
-    converter: str | None = _help(f"Row converter: one of {', '.join(CONVERTERS)}; null = `pairs`.", None)
-    columns: dict[str, str] = _help("Pair field -> source column, applied before the converter.", factory=dict)
-    domain: str | None = _help("Domain of rows that give none.", None)
-    rubric: str | None = _help("Rubric pack id for rows that give none.", None)
-    count: int | None = _help("Keep this many pairs (sampled with the recipe seed).", None)
-    fraction: float | None = _help("Keep this fraction of pairs (sampled with the recipe seed).", None)
-    seed: int | None = _help("Sampling seed of this source (null = the recipe seed).", None)
-    filters: FilterConfig = _help("Filters.", factory=FilterConfig)
+    name: str = option("Names the source in the report and in each pair's `source` field.")
+    path: str | None = option("Local .jsonl/.json/.parquet file or folder of them, or a hub dataset id.", None)
+    split: str = option("Split of a hub dataset.", "train")
+    generator: str | None = option(f"Instead of a path: one of {', '.join(GENERATORS)}.", None)
+    n: int | None = option("Pairs a generator makes.", None)
+    converter: str | None = option(f"Row converter: one of {', '.join(CONVERTERS)}; null = `pairs`.", None)
+    columns: dict[str, str] = option("Pair field -> source column, applied before the converter.", factory=dict)
+    domain: str | None = option("Domain of rows that give none.", None)
+    rubric: str | None = option("Rubric pack id for rows that give none.", None)
+    count: int | None = option("Keep this many pairs (sampled with the recipe seed).", None)
+    fraction: float | None = option("Keep this fraction of pairs (sampled with the recipe seed).", None)
+    seed: int | None = option("Sampling seed of this source (null = the recipe seed).", None)
+    filters: FilterConfig = option("Filters.", factory=FilterConfig)
 
-    def check(self, path: str) -> list[str]:
+    def check(self, prefix: str) -> list[Problem]:
         problems = []
         if (self.path is None) == (self.generator is None):
-            problems.append(f"'{path}': give exactly one of 'path' or 'generator'")
+            problems.append((prefix.rstrip("."), "give exactly one of 'path' or 'generator'"))
         if self.generator is not None and self.generator not in GENERATORS:
-            problems.append(f"'{path}generator' must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+            problems.append((f"{prefix}generator", f"must be one of {', '.join(GENERATORS)}, got {self.generator!r}"))
         if self.converter is not None and self.converter not in CONVERTERS:
-            problems.append(
-                f"'{path}converter' must be one of {', '.join(CONVERTERS)}, got {self.converter!r} (or use 'columns')"
-            )
+            problems.append((f"{prefix}converter", f"must be one of {', '.join(CONVERTERS)}, got {self.converter!r} "
+                             "(or use 'columns')"))  # fmt: skip
         if self.count is not None and self.fraction is not None:
-            problems.append(f"'{path}': set one of 'count' or 'fraction', not both")
+            problems.append((f"{prefix}count", "set one of 'count' or 'fraction', not both"))
         if self.count is not None and self.count < 0:
-            problems.append(f"'{path}count' must be >= 0, got {self.count}")
+            problems.append((f"{prefix}count", f"must be >= 0, got {self.count}"))
         if self.fraction is not None and not 0 < self.fraction <= 1:
-            problems.append(f"'{path}fraction' must be in (0, 1], got {self.fraction}")
+            problems.append((f"{prefix}fraction", f"must be in (0, 1], got {self.fraction}"))
+        if self.rubric is not None and pack_error(self.rubric):
+            problems.append((f"{prefix}rubric", pack_error(self.rubric)))
         return problems
 
 
 @dataclass
 class HeldoutConfig:
-    fraction: float = _help("Share of prompts held out; split by a hash of the prompt, never by row.", 0.0)
-    seed: int = _help("Seeds the prompt hash.", 0)
+    fraction: float = option("Share of prompts held out; split by a hash of the prompt, never by row.", 0.0)
+    seed: int = option("Seeds the prompt hash.", 0)
 
 
 @dataclass
 class AgainstConfig:
     """An evaluation set to check for overlap: another recipe and its parameters."""
 
-    recipe: str = _help("A recipe file, or the name of a shipped one (e.g. rm-bench).")
-    params: dict[str, Any] = _help("Parameters of that recipe.", factory=dict)
+    recipe: str = option("A recipe file, or the name of a shipped one (e.g. rm-bench).")
+    params: dict[str, Any] = option("Parameters of that recipe.", factory=dict)
 
 
 @dataclass
 class ContaminationConfig:
-    against: list[AgainstConfig] = _help(
+    against: list[AgainstConfig] = option(
         "Evaluation recipes whose prompts training prompts must not share.", factory=list
     )
-    ngram: int = _help("Length in words of a shared n-gram that counts as a hit.", 13)
-    drop: bool = _help("Drop contaminated pairs (else they are only reported).", False)
+    ngram: int = option("Length in words of a shared n-gram that counts as a hit.", 13)
+    drop: bool = option("Drop contaminated pairs (else they are only reported).", False)
 
 
 @dataclass
 class RecipeConfig:
     """`reasrm data build RECIPE --output DIR`: preference pairs from any sources into one schema."""
 
-    stage: str = _help("Names this schema.", "recipe")
-    name: str = _help("Names the built dataset.", MISSING)
-    params: dict[str, Any] = _help("Parameters set from the command line as key=value.", factory=dict)
-    sources: list[SourceConfig] = _help("Where pairs come from.", factory=list)
-    seed: int = _help("Seeds sampling and slot balancing.", 0)
-    on_error: str = _help("fail: the first bad row stops the build; skip: drop it, count it, keep it aside.", "fail")
-    domains: list[str] = _help("Domains a row may name.", factory=lambda: list(DOMAINS))
-    rubrics: dict[str, str] = _help(
+    stage: str = option("Names this schema.", "recipe")
+    name: str = option("Names the built dataset.", MISSING)
+    params: dict[str, Any] = option("Parameters set from the command line as key=value.", factory=dict)
+    sources: list[SourceConfig] = option("Where pairs come from.", factory=list)
+    seed: int = option(
+        "Seeds per-source sampling, and the slot figures of report.json (stages assign slots "
+        "with their own seed, by the same rule).",
+        0,
+    )
+    on_error: str = option("fail: the first bad row stops the build; skip: drop it, count it, keep it aside.", "fail")
+    domains: list[str] = option("Domains a row may name.", factory=lambda: list(DOMAINS))
+    rubrics: dict[str, str] = option(
         "Domain -> rubric pack, for rows that name none and whose source sets none.", factory=dict
     )
-    heldout: HeldoutConfig = _help("The held-out split.", factory=HeldoutConfig)
-    contamination: ContaminationConfig = _help("Overlap check against evaluation sets.", factory=ContaminationConfig)
+    heldout: HeldoutConfig = option("The held-out split.", factory=HeldoutConfig)
+    contamination: ContaminationConfig = option("Overlap check against evaluation sets.", factory=ContaminationConfig)
 
-    def check(self) -> list[str]:
+    def check(self) -> list[Problem]:
         problems = []
-        if self.stage != "recipe":
-            problems.append(f"'stage' must be 'recipe' for this schema, got {self.stage!r}")
         if self.on_error not in ON_ERROR:
-            problems.append(f"'on_error' must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+            problems.append(("on_error", f"must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}"))
         if not self.sources:
-            problems.append("'sources' is empty: a recipe needs at least one source")
+            problems.append(("sources", "is empty: a recipe needs at least one source"))
         names = [s.name for s in self.sources]
         for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"'sources': the name {name!r} is used twice; source names must be unique")
+            problems.append(("sources", f"the name {name!r} is used twice; source names must be unique"))
         for i, source in enumerate(self.sources):
             problems.extend(source.check(f"sources[{i}]."))
-            for domain in filter(None, [source.domain]):
-                if domain not in self.domains:
-                    problems.append(
-                        f"'sources[{i}].domain': {domain!r} is not in 'domains' ({', '.join(self.domains)})"
-                    )
+            if source.domain is not None and source.domain not in self.domains:
+                problems.append((f"sources[{i}].domain", f"{source.domain!r} is not in 'domains' "
+                                 f"({', '.join(self.domains)})"))  # fmt: skip
         for domain, pack in self.rubrics.items():
             if domain not in self.domains:
-                problems.append(f"'rubrics.{domain}': {domain!r} is not in 'domains' ({', '.join(self.domains)})")
+                problems.append((f"rubrics.{domain}", f"{domain!r} is not in 'domains' ({', '.join(self.domains)})"))
             if pack_error(pack):
-                problems.append(f"'rubrics.{domain}': {pack_error(pack)}")
-        for i, source in enumerate(self.sources):
-            if source.rubric is not None and pack_error(source.rubric):
-                problems.append(f"'sources[{i}].rubric': {pack_error(source.rubric)}")
+                problems.append((f"rubrics.{domain}", pack_error(pack)))
         if not 0 <= self.heldout.fraction < 1:
-            problems.append(f"'heldout.fraction' must be in [0, 1), got {self.heldout.fraction}")
+            problems.append(("heldout.fraction", f"must be in [0, 1), got {self.heldout.fraction}"))
         if self.contamination.ngram < 1:
-            problems.append(f"'contamination.ngram' must be >= 1, got {self.contamination.ngram}")
+            problems.append(("contamination.ngram", f"must be >= 1, got {self.contamination.ngram}"))
         return problems

@@ -17,25 +17,74 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from reasrm.backends import backend_options
-from reasrm.config import EvalConfig, check_resume, save_config
+from reasrm.backends import BACKENDS, GenerationConfig, check_backend
+from reasrm.config import Problem, option
 from reasrm.data.build import collect, load_built, load_recipe
-from reasrm.data.pairs import Pair
+from reasrm.data.pairs import Pair, Slot, assign_slots
 from reasrm.errors import ReasrmDataError, ReasrmError
 from reasrm.eval import mean, rewardbench, rmb, rmbench
-from reasrm.jsonl import ResumableJsonl
+from reasrm.eval.report import write_report
+from reasrm.judge import Judge
+from reasrm.runs import ResumableJsonl, judge_in_chunks, output_problems, prepare_output, summarize
+
+BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "pairs")
+
+
+@dataclass
+class EvalConfig:
+    """``reasrm eval``: judge a benchmark and score it exactly as the benchmark does."""
+
+    stage: str = option("Names this schema.", "eval")
+    benchmark: str = option(f"One of {', '.join(BENCHMARKS)}.")
+    model: str | None = option("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
+    backend: str = option(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
+    prompt_format: str | None = option("Prompt format; null = the checkpoint's judge card.", None)
+    rubric: str | None = option(
+        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
+    )
+    base_url: str | None = option(
+        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
+    )
+    data_dir: str | None = option(
+        "Local benchmark data (the layout of ../shared/data/<benchmark>), or for `pairs` a built dataset "
+        "folder (its held-out split); null = the hub (rewardbench).",
+        None,
+    )
+    domain: str | None = option("Evaluate only pairs of this domain.", None)
+    both_orders: bool = option("Judge each pair in both slot orders (reports the position-flip rate).", False)
+    limit: int | None = option(
+        "Evaluate this many prompts (RM-Bench) / records (BoN) / pairs, drawn with the seed.", None
+    )
+    seed: int = option("Seeds the slot order and the --limit draw.", 0)
+    output: str = option("Output folder: samples.jsonl, scores.json, report.md, figures.")
+    resume: bool = option("Continue from samples.jsonl without redoing finished calls.", False)
+    overwrite: bool = option("Replace an existing evaluation in the output folder.", False)
+    generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
+
+    def check(self) -> list[Problem]:
+        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url)
+        if self.benchmark not in BENCHMARKS:
+            problems.append(("benchmark", f"must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}"))
+        if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
+            problems.append(("data_dir", f"required for {self.benchmark!r}: e.g. data_dir=../shared/data/rm-bench, "
+                             "or for `pairs` a folder written by `reasrm data build`"))  # fmt: skip
+        if self.limit is not None and self.limit < 1:
+            problems.append(("limit", f"must be >= 1, got {self.limit}"))
+        return problems + output_problems(self)
+
 
 # ---------------------------------------------------------------------------------------------------
 # The pairs of a benchmark, and the unit that --limit counts (a prompt's 3x3 grid, a BoN record, a pair)
 # ---------------------------------------------------------------------------------------------------
 
 
-def benchmark_pairs(cfg: EvalConfig) -> list[Pair]:
+def benchmark_pairs(cfg: EvalConfig) -> list[tuple[Pair, Slot]]:
+    """The pairs to judge, each with its chosen response's slot. Slots are assigned over the whole
+    benchmark before ``domain`` and ``limit`` pick pairs, so a pair keeps its slot whatever is picked."""
     if cfg.benchmark == "pairs":
         pairs = load_built(cfg.data_dir, "heldout")
         if not pairs:
@@ -45,15 +94,17 @@ def benchmark_pairs(cfg: EvalConfig) -> list[Pair]:
         recipe = load_recipe(cfg.benchmark, [f"{params}={cfg.data_dir}"] if cfg.data_dir else [])
         train, heldout, _, _ = collect(recipe)
         pairs = train + heldout
+    chosen = list(zip(pairs, assign_slots(pairs, cfg.seed), strict=True))
     if cfg.domain is not None:
-        pairs = [p for p in pairs if p.domain == cfg.domain]
-        if not pairs:
+        chosen = [(p, s) for p, s in chosen if p.domain == cfg.domain]
+        if not chosen:
             raise ReasrmDataError(f"{cfg.benchmark}: no pairs of domain {cfg.domain!r}")
     if cfg.limit is not None:
-        units = sorted({unit(p) for p in pairs}, key=lambda u: hashlib.sha256(f"{cfg.seed}\x00{u}".encode()).digest())
+        units = sorted({unit(p) for p, _ in chosen},
+                       key=lambda u: hashlib.sha256(f"{cfg.seed}\x00{u}".encode()).digest())  # fmt: skip
         keep = set(units[: cfg.limit])
-        pairs = [p for p in pairs if unit(p) in keep]
-    return pairs
+        chosen = [(p, s) for p, s in chosen if unit(p) in keep]
+    return chosen
 
 
 def unit(pair: Pair) -> str:
@@ -73,39 +124,29 @@ def pair_key(pair: Pair) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the samples: a resumed run must use the same ones (limit may grow).
-_RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "rubric", "data_dir", "domain",
-                "both_orders", "seed", "generation")  # fmt: skip
+RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "rubric", "data_dir", "domain",
+               "both_orders", "seed", "generation")  # fmt: skip
 
 
 def run(cfg: EvalConfig) -> dict:
     """Judge (resumably) and score; returns the scores, also written to ``scores.json``."""
-    from reasrm.judge import Judge
-
-    pairs = benchmark_pairs(cfg)
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    calls_per_pair = 2 if cfg.both_orders else 1
-    if cfg.resume:
-        check_resume(output / "eval.yaml", cfg, _RESULT_KEYS)
-    with ResumableJsonl(output / "samples.jsonl", key="key", resume=cfg.resume, overwrite=cfg.overwrite) as samples:
-        save_config(cfg, output / "eval.yaml")
-        pending = [p for p in pairs if any(_key(p, o) not in samples.done for o in ("AB", "BA")[:calls_per_pair])]
+    chosen = benchmark_pairs(cfg)
+    output = prepare_output(cfg.output, Path(cfg.output) / "eval.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    orders = ("AB", "BA") if cfg.both_orders else ("AB",)
+    with ResumableJsonl(output / "samples.jsonl", key="key", resume=cfg.resume) as samples:
+        pending = [(p, s) for p, s in chosen if any(_key(p, o) not in samples.done for o in orders)]
         if pending:
             judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation, cfg.rubric,
-                                          **backend_options(cfg))  # fmt: skip
-            chunk = cfg.generation.batch_size * 4
-            with tqdm(
-                total=len(pending) * calls_per_pair, unit="call", desc=f"eval {cfg.benchmark}", disable=None
-            ) as bar:
-                for start in range(0, len(pending), chunk):
-                    part = pending[start : start + chunk]
-                    for pair, judgement in zip(
-                        part, judge.judge(part, cfg.both_orders, cfg.seed, bar.update), strict=True
-                    ):
-                        for call in judgement.calls:
-                            if _key(pair, call.order) not in samples.done:
-                                samples.write(_sample(cfg.benchmark, pair, call))
-        wanted = {pair_key(p) for p in pairs}
+                                          base_url=cfg.base_url)  # fmt: skip
+
+            def step(part, on_calls) -> list[dict]:
+                pairs, slots = [p for p, _ in part], [s for _, s in part]
+                judgements = judge.judge(pairs, cfg.both_orders, on_call=on_calls, slots=slots)
+                return [_sample(cfg.benchmark, pair, call) for pair, j in zip(pairs, judgements, strict=True)
+                        for call in j.calls if _key(pair, call.order) not in samples.done]  # fmt: skip
+
+            judge_in_chunks(pending, step, samples, cfg.generation.batch_size, len(orders), f"eval {cfg.benchmark}")
+        wanted = {pair_key(p) for p, _ in chosen}
         records = [r for r in samples.records if r["pair"] in wanted]
     result = score(cfg, records)
     (output / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -153,21 +194,20 @@ def score(cfg: EvalConfig, records: list[dict]) -> dict:
     by_pair: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_pair[r["pair"]].append(r)
-    statuses = Counter(r["status"] for r in records)
     result = {
         "benchmark": cfg.benchmark,
         "model": cfg.model or "embedded default (SmolLM2-135M-Instruct)",
         "both_orders": cfg.both_orders,
         "pairs": len(by_pair),
         "calls": len(records),
-        "invalid": sum(n for status, n in statuses.items() if status != "ok"),
+        "invalid": sum(r["status"] != "ok" for r in records),
     }
     for name, invalid in (("", 0.0), ("_invalid_half", 0.5)):
         outcomes = {k: mean(invalid if r["outcome"] is None else r["outcome"] for r in rs) for k, rs in by_pair.items()}
         result[f"accuracy{name}"] = mean(outcomes.values())
         result[f"scores{name}"] = _benchmark_scores(cfg.benchmark, by_pair, outcomes)
     result["headline"] = _headline(cfg.benchmark, result["scores"], result["accuracy"])
-    result["bias"] = bias(records, by_pair, statuses)
+    result["bias"] = bias(list(by_pair.values()))
     return result
 
 
@@ -210,117 +250,19 @@ def _headline(benchmark: str, scores: dict, accuracy: float) -> float:
     return scores.get(key, accuracy) if key else accuracy
 
 
-def bias(records: list[dict], by_pair: dict[str, list[dict]], statuses: Counter) -> dict:
-    """Position and length bias, computed from the samples alone."""
-    valid = [r for r in records if r["verdict"]["choice"] is not None]
-    both = [rs for rs in by_pair.values() if len(rs) == 2 and all(r["outcome"] is not None for r in rs)]
+def bias(by_pair: list[list[dict]]) -> dict:
+    """Position and length bias, computed from the samples alone: the summary every command prints (A-rate,
+    the chosen response's share of slot A, flip rate, right in both orders) and accuracy by length."""
+    records = [r for rs in by_pair for r in rs]
+    stats = summarize(by_pair)
     longer = [r["outcome"] or 0 for r in records if r["chosen_longer"]]
     shorter = [r["outcome"] or 0 for r in records if not r["chosen_longer"]]
     return {
-        "a_rate": mean(r["verdict"]["choice"] == "A" for r in valid) if valid else None,
-        "chosen_in_a": mean(r["chosen_slot"] == "A" for r in records),
-        "flip_rate": mean(rs[0]["outcome"] != rs[1]["outcome"] for rs in both) if both else None,
+        "a_rate": stats["a_rate"],
+        "chosen_in_a": stats["chosen_in_a"],
+        "flip_rate": stats.get("flip_rate"),
+        "both_right": stats.get("both_right"),
         "accuracy_chosen_longer": mean(longer) if longer else None,
         "accuracy_chosen_shorter": mean(shorter) if shorter else None,
-        "invalid_rate": {s: n / len(records) for s, n in statuses.most_common() if s != "ok"},
+        "invalid_rate": {s: n / len(records) for s, n in stats["statuses"].items() if s != "ok"},
     }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Report and figures
-# ---------------------------------------------------------------------------------------------------
-
-
-def write_report(output: Path, result: dict) -> None:
-    figures = plot(output, result)
-    b = result["bias"]
-    orders = "both orders" if result["both_orders"] else "one order"
-    accuracy, half = 100 * result["accuracy"], 100 * result["accuracy_invalid_half"]
-    lines = [
-        f"# {result['benchmark']}: {result['model']}",
-        "",
-        f"{result['pairs']} pairs, {result['calls']} judge calls ({orders}), {result['invalid']} invalid verdicts.",
-        "",
-        f"**Headline: {100 * result['headline']:.1f}** (invalid verdicts scored 0; accuracy {accuracy:.1f}, "
-        f"with invalid as 0.5: {half:.1f})",
-        "",
-        "| score | invalid = 0 | invalid = 0.5 |",
-        "|---|---|---|",
-    ]
-    for key, value in _flat(result["scores"]).items():
-        lines.append(f"| {key} | {100 * value:.1f} | {100 * _flat(result['scores_invalid_half'])[key]:.1f} |")
-    lines += ["", "## Bias", "", "| measure | value |", "|---|---|"]
-    for key in ("a_rate", "chosen_in_a", "flip_rate", "accuracy_chosen_longer", "accuracy_chosen_shorter"):
-        lines.append(f"| {key} | {'-' if b[key] is None else f'{b[key]:.3f}'} |")
-    for status, rate in b["invalid_rate"].items():
-        lines.append(f"| invalid: {status} | {rate:.3f} |")
-    lines += ["", *[f"![{f.stem}]({f.name})" for f in figures], ""]
-    (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
-
-
-def _flat(scores: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in scores.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float)):
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def table(result: dict) -> str:
-    """The scores as a plain-text table for the terminal."""
-    rows = [(k, v, _flat(result["scores_invalid_half"])[k]) for k, v in _flat(result["scores"]).items()]
-    width = max(len(k) for k, _, _ in rows)
-    lines = [f"{'score'.ljust(width)}  invalid=0  invalid=0.5"]
-    lines += [f"{k.ljust(width)}  {100 * a:9.1f}  {100 * h:11.1f}" for k, a, h in rows]
-    return "\n".join(lines)
-
-
-def plot(output: Path, result: dict) -> list[Path]:
-    """PNG figures: the RM-Bench 3x3 matrix per domain, the sections as bars, and the bias panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    scores = result["scores"]
-    if result["benchmark"] == "rm-bench":
-        domains = scores["domains"]
-        fig, axes = plt.subplots(1, len(domains), figsize=(3.6 * len(domains), 3.4), squeeze=False)
-        for ax, (domain, d) in zip(axes[0], domains.items(), strict=True):
-            ax.imshow(d["matrix"], vmin=0, vmax=1, cmap="viridis")
-            for i in range(3):
-                for j in range(3):
-                    ax.text(j, i, f"{d['matrix'][i][j]:.2f}", ha="center", va="center", color="w")
-            ax.set(title=f"{domain} (total {d['total']:.2f})", xlabel="rejected style", ylabel="chosen style",
-                   xticks=range(3), yticks=range(3), xticklabels=["concise", "plain", "md"],
-                   yticklabels=["concise", "plain", "md"])  # fmt: skip
-        paths.append(_save(fig, output / "rmbench_matrix.png"))
-    flat = {k: v for k, v in _flat(scores).items() if "matrix" not in k and not k.startswith("subsets.")}
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(flat) + 2), 3.4))
-    ax.bar(range(len(flat)), [100 * v for v in flat.values()], color="tab:blue")
-    ax.set(xticks=range(len(flat)), ylim=(0, 100), ylabel="score", title=f"{result['benchmark']} scores")
-    ax.set_xticklabels(list(flat), rotation=45, ha="right")
-    paths.append(_save(fig, output / "sections.png"))
-    b = result["bias"]
-    panel = {"A-rate": b["a_rate"], "chosen in A": b["chosen_in_a"], "flip rate": b["flip_rate"],
-             "acc. chosen longer": b["accuracy_chosen_longer"], "acc. chosen shorter": b["accuracy_chosen_shorter"],
-             "invalid rate": sum(b["invalid_rate"].values())}  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.bar(range(len(panel)), [0 if v is None else v for v in panel.values()], color="tab:orange")
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set(xticks=range(len(panel)), ylim=(0, 1), title="bias (n/a shown as 0)")
-    ax.set_xticklabels(list(panel), rotation=30, ha="right")
-    paths.append(_save(fig, output / "bias.png"))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path

@@ -1,0 +1,39 @@
+"""What every backend takes and gives: generation settings in, one :class:`Generation` per conversation out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reasrm.config import Problem, option
+
+
+@dataclass
+class GenerationConfig:
+    """How the judge generates. Greedy (temperature 0) by default, so verdicts are reproducible."""
+
+    max_new_tokens: int = option("Most tokens the judge may write per pair.", 512)
+    temperature: float = option("0 means greedy decoding; above 0 samples.", 0.0)
+    top_p: float = option("Nucleus sampling mass (used only when temperature > 0).", 1.0)
+    batch_size: int = option("Judge calls generated together (hf backend).", 16)
+    seed: int = option("Seed for sampling (temperature > 0).", 0)
+
+    def check(self, prefix: str = "") -> list[Problem]:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append((f"{prefix}max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"))
+        if self.temperature < 0:
+            problems.append((f"{prefix}temperature", f"must be >= 0 (0 = greedy), got {self.temperature}"))
+        if not 0 < self.top_p <= 1:
+            problems.append((f"{prefix}top_p", f"must be in (0, 1], got {self.top_p}"))
+        if self.batch_size < 1:
+            problems.append((f"{prefix}batch_size", f"must be >= 1, got {self.batch_size}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float  # this call's share of its batch's wall time
+    error: str | None = None  # set when the backend gave up on this call (the judge reports it as failed)

@@ -1,0 +1,88 @@
+"""``reasrm judge``: judge every pair of a JSONL file and write one JSON line per pair (resumable).
+
+    reasrm judge --pairs pairs.jsonl --output out.jsonl --both-orders
+    reasrm judge stages/judge.yaml generation.max_new_tokens=256
+
+Every row is checked before a model is loaded; the output follows the one output policy
+(:mod:`reasrm.runs`), its resolved config saved beside it as ``OUTPUT.config.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasrm.backends import BACKENDS, GenerationConfig, check_backend, load_backend
+from reasrm.card import judge_prompt, read_card
+from reasrm.config import Problem, option
+from reasrm.data.pairs import Pair, assign_slots, read_pairs
+from reasrm.errors import ReasrmDataError
+from reasrm.judge import Judge, Judgement
+from reasrm.models import resolve
+from reasrm.runs import ResumableJsonl, judge_in_chunks, output_problems, prepare_output
+
+
+@dataclass
+class JudgeConfig:
+    """``reasrm judge``: judge every pair of a JSONL file and write one JSON line per pair."""
+
+    stage: str = option("Names this schema.", "judge")
+    model: str | None = option("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
+    backend: str = option(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
+    prompt_format: str | None = option(
+        "Prompt format name or .yaml path; null = the checkpoint's judge card (required without one).", None
+    )
+    rubric: str | None = option(
+        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
+    )
+    base_url: str | None = option(
+        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
+    )
+    pairs: str = option("Input JSONL: prompt|context, chosen/rejected or response_a/response_b, optional id.")
+    output: str = option("Output JSONL, one line per pair; the resolved config is saved beside it.")
+    both_orders: bool = option("Judge each pair as (A,B) and (B,A) and aggregate.", False)
+    seed: int = option("Seeds the slot of the chosen response in labelled pairs.", 0)
+    resume: bool = option("Continue an interrupted run: skip pairs already in the output.", False)
+    overwrite: bool = option("Replace an existing output file.", False)
+    generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
+
+    def check(self) -> list[Problem]:
+        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url)
+        return problems + output_problems(self)
+
+
+# Settings that change the judgements: a resumed run must use the same ones.
+RESULT_KEYS = ("model", "backend", "base_url", "prompt_format", "rubric", "both_orders", "seed", "generation")
+
+
+def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None) -> Path:
+    """Judge ``cfg.pairs`` into ``cfg.output`` (resumable); returns the output path."""
+    pairs = read_pairs(cfg.pairs)  # every row is checked before any model is loaded
+    slots = dict(zip((p.id for p in pairs), assign_slots(pairs, cfg.seed), strict=True))
+    resolve(cfg.model)  # a missing model is one clear line, before any output is touched
+    card = read_card(cfg.model)
+    prompt = judge_prompt(cfg.model, card, cfg.prompt_format, cfg.rubric)
+    prompt.check(pairs)
+    output = Path(cfg.output)
+    prepare_output(output, output.with_suffix(".config.yaml"), cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    with ResumableJsonl(output, resume=cfg.resume) as out:
+        unknown = out.done - set(slots)
+        if unknown:
+            raise ReasrmDataError(
+                f"{cfg.output}: cannot resume: it holds ids not in {cfg.pairs}, e.g. {sorted(unknown)[0]!r}"
+            )
+        pending = [p for p in pairs if p.id not in out.done]
+        if not pending:
+            return output
+        judge = Judge(load_backend(cfg.backend, cfg.model, cfg.base_url), prompt, cfg.generation, card)
+
+        def step(part: list[Pair], on_calls) -> list[dict]:
+            judgements = judge.judge(part, cfg.both_orders, on_call=on_calls, slots=[slots[p.id] for p in part])
+            for pair, judgement in zip(part, judgements, strict=True):
+                if show is not None:
+                    show(judgement, pair)
+            return [j.to_dict() for j in judgements]
+
+        judge_in_chunks(pending, step, out, cfg.generation.batch_size, 2 if cfg.both_orders else 1)
+    return output

@@ -1,0 +1,238 @@
+"""What every command shares: its output (one policy), the chunked resumable judging loop, and the summary.
+
+**Output policy** (``judge``, ``eval``, ``teacher``, ``distill``, ``rl``, ``policy``, ``data build``): an
+output that holds a previous run is never replaced by accident. ``resume=true`` continues it, and only
+when the result-affecting settings saved beside it are unchanged; ``overwrite=true`` replaces it (a
+folder only when reasrm wrote it); the two exclude each other, which ``reasrm validate`` already reports
+(:func:`output_problems`, called by every schema's ``check()``). The resolved config is saved beside the
+output, so the run can be reproduced and resumed.
+
+**Judging loop**: the items not yet in a resumable JSONL go to the model a chunk (a few batches) at a
+time, and each record is appended and flushed as its chunk lands: a killed run loses at most one chunk,
+and a resumed one redoes nothing that was written.
+
+**Summary**: status counts, validity, the A-rate, accuracy next to the label-prior baseline, and over
+pairs judged in both orders the flip rate and the share right in both. Plain accuracy hides a judge that
+always answers "B"; these figures do not.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from reasrm.config import Problem, save_config, to_yaml
+from reasrm.errors import ReasrmConfigError, ReasrmError
+from reasrm.verdict import winner
+
+# ---------------------------------------------------------------------------------------------------
+# The output policy
+# ---------------------------------------------------------------------------------------------------
+
+
+def output_problems(cfg) -> list[Problem]:
+    """The output rules a config breaks (reported by ``reasrm validate``, before anything runs)."""
+    if getattr(cfg, "resume", False) and getattr(cfg, "overwrite", False):
+        return [("resume", "resume and overwrite exclude each other: set one of them")]
+    return []
+
+
+def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
+                 overwrite: bool = False) -> str:  # fmt: skip
+    """What a run of ``cfg`` may do with ``output``, whose resolved config goes to ``saved`` (inside ``output``
+    when it is a folder, beside it when it is a file): ``"new"`` (nothing there yet), ``"resume"`` (a previous
+    run with the same ``result_keys``) or ``"replace"`` (overwriting a previous run). Anything else is
+    refused with the way out. Changes nothing."""
+    output = Path(output)
+    is_file = saved.parent != output
+    if resume and overwrite:
+        raise ReasrmConfigError("resume and overwrite exclude each other: set one of them")
+    if output.exists() and is_file != output.is_file():
+        raise ReasrmConfigError(f"{output} is a {'folder' if is_file else 'file'}: expected a "
+                                f"{'file' if is_file else 'folder'} for this output")  # fmt: skip
+    taken = output.is_file() and output.stat().st_size > 0 if is_file else output.is_dir() and any(output.iterdir())
+    if not taken:
+        return "new"
+    if resume:
+        check_resume(saved, cfg, result_keys)
+        return "resume"
+    if not overwrite:
+        hint = "continue it with resume=true (--resume) or " if result_keys else ""
+        raise ReasrmConfigError(f"{output} holds a previous run: {hint}replace it with overwrite=true (--overwrite)")
+    if not is_file and not saved.is_file():
+        raise ReasrmConfigError(f"{output} is not empty and was not written by reasrm (it has no {saved.name}): "
+                                "choose another output")  # fmt: skip
+    return "replace"
+
+
+def prepare_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
+                   overwrite: bool = False) -> Path:  # fmt: skip
+    """Claim ``output`` for a run of ``cfg`` as :func:`check_output` allows: a previous run is kept (resume)
+    or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path."""
+    output = Path(output)
+    state = check_output(output, saved, cfg, result_keys, resume, overwrite)
+    if state == "replace" and output.is_file():
+        output.unlink()
+    elif state == "replace":
+        shutil.rmtree(output)
+    (output if saved.parent == output else output.parent).mkdir(parents=True, exist_ok=True)
+    if state != "resume":
+        save_config(cfg, saved)
+    return output
+
+
+def check_resume(saved: Path, cfg, keys: tuple[str, ...]) -> None:
+    """Refuse to resume an output made with settings (``keys``) that change results."""
+    if not saved.is_file():
+        raise ReasrmConfigError(f"cannot resume {cfg.output}: {saved} is missing, so its settings are unknown; "
+                                "use overwrite=true to start again")  # fmt: skip
+    before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    now = yaml.safe_load(to_yaml(cfg))
+    for key in keys:
+        if before.get(key) != now.get(key):
+            raise ReasrmConfigError(
+                f"cannot resume {cfg.output}: '{key}' was {before.get(key)!r} (see {saved}), now {now.get(key)!r}; "
+                "use the same settings or overwrite=true"
+            )
+
+
+class ResumableJsonl:
+    """One JSON object per line, keyed by ``key``; each line is flushed as soon as it is written.
+
+    ``resume=True`` keeps the lines already there (a last line cut off mid-write is removed) and exposes
+    their keys in ``done``; otherwise the file starts empty. Whether an existing output may be continued
+    or replaced is :func:`prepare_output`'s decision, made before.
+    """
+
+    def __init__(self, path: str | Path, key: str = "id", resume: bool = False):
+        self.path = Path(path)
+        self.key = key
+        self.records: list[dict] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.is_file():
+            self.records = self._read_complete_lines()
+        else:
+            self.path.write_text("")
+        self.done = {r[key] for r in self.records}
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def _read_complete_lines(self) -> list[dict]:
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # the previous run stopped mid-line: drop the partial line
+            with self.path.open("r+b") as handle:
+                handle.truncate(end)
+        records = []
+        for number, line in enumerate(data[:end].decode("utf-8").splitlines(), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ReasrmError(f"{self.path}:{number}: cannot resume: invalid JSON ({e.msg})") from None
+            if not isinstance(record, dict) or self.key not in record:
+                raise ReasrmError(f"{self.path}:{number}: cannot resume: the line has no {self.key!r}")
+            records.append(record)
+        return records
+
+    def write(self, record: dict) -> None:
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.records.append(record)
+        self.done.add(record[self.key])
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ResumableJsonl:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The judging loop
+# ---------------------------------------------------------------------------------------------------
+
+BATCHES_PER_CHUNK = 4  # room to sort a chunk by length into batches, while lines still land often
+
+
+Step = Callable[[list, Callable[[int], None]], Iterable[dict]]  # (items, on_calls) -> records
+
+
+def judge_in_chunks(pending: list, step: Step, out: ResumableJsonl, batch_size: int, calls_per_item: int = 1,
+                    desc: str = "judging") -> None:  # fmt: skip
+    """Send ``pending`` items (those not in ``out`` yet) to ``step`` a chunk at a time, appending every
+    record it returns to ``out`` as the chunk lands. ``step(items, on_calls)`` reports finished judge
+    calls to ``on_calls(n)`` (the progress bar counts calls)."""
+    chunk = batch_size * BATCHES_PER_CHUNK
+    with tqdm(total=len(pending) * calls_per_item, unit="call", desc=desc, disable=None) as bar:
+        for start in range(0, len(pending), chunk):
+            for record in step(pending[start : start + chunk], bar.update):
+                out.write(record)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The summary
+# ---------------------------------------------------------------------------------------------------
+
+
+def summarize(pairs: list[list[dict]]) -> dict:
+    """Headline figures over judge calls grouped by pair. Each call is a dict with ``order`` ("AB" or
+    "BA": the pair's first slot order or the other), ``chosen_slot`` (None when unlabelled) and
+    ``verdict`` (``choice``, ``status``).
+
+    - ``statuses``: calls per status; ``valid``: share of calls with a verdict;
+    - ``a_rate``: share of valid verdicts that are "A";
+    - ``accuracy``: share of labelled calls whose verdict names the chosen response (invalid = wrong), next
+      to ``label_prior``, what always answering the commoner slot would score (``chosen_in_a`` is that
+      slot's share);
+    - over pairs judged in both orders with two valid verdicts: ``flip_rate``, the share whose verdict
+      followed the slot (the same letter twice, so a different response each time); over pairs judged in
+      both orders: ``both_right``, the share right in both.
+    """
+    calls = [c for group in pairs for c in group]
+    statuses = Counter(c["verdict"]["status"] for c in calls)
+    valid = [c for c in calls if c["verdict"]["choice"] is not None]
+    labelled = [c for c in calls if c["chosen_slot"] is not None]
+    a_count = sum(c["verdict"]["choice"] == "A" for c in valid)
+    out: dict = {"pairs": len(pairs), "calls": len(calls), "statuses": dict(statuses.most_common()),
+                 "valid": len(valid) / len(calls) if calls else None,
+                 "a_rate": a_count / len(valid) if valid else None}  # fmt: skip
+    if labelled:
+        out["accuracy"] = sum(_right(c) for c in labelled) / len(labelled)
+        out["chosen_in_a"] = sum(c["chosen_slot"] == "A" for c in labelled) / len(labelled)
+        out["label_prior"] = max(out["chosen_in_a"], 1 - out["chosen_in_a"])
+    both = [g for g in pairs if sorted(c["order"] for c in g) == ["AB", "BA"]]
+    both_valid = [g for g in both if all(c["verdict"]["choice"] is not None for c in g)]
+    if both_valid:
+        out["flip_rate"] = sum(g[0]["verdict"]["choice"] == g[1]["verdict"]["choice"] for g in both_valid) / len(
+            both_valid
+        )
+    if both and all(c["chosen_slot"] is not None for g in both for c in g):
+        out["both_right"] = sum(all(_right(c) for c in g) for g in both) / len(both)
+    return out
+
+
+def _right(call: dict) -> bool:
+    return winner(call["verdict"]["choice"], call["chosen_slot"]) == "chosen"
+
+
+def summary_lines(stats: dict) -> list[str]:
+    """The summary as the lines a command prints."""
+    lines = [f"  status      {', '.join(f'{k} {v}' for k, v in stats['statuses'].items())}"]
+    if stats["a_rate"] is not None:
+        lines.append(f"  A-rate      {stats['a_rate']:.3f} of valid verdicts")
+    if "accuracy" in stats:
+        lines.append(f"  accuracy    {stats['accuracy']:.3f} per call (invalid counts as wrong; label-prior baseline "
+                     f"{stats['label_prior']:.3f})")  # fmt: skip
+    if "flip_rate" in stats:
+        lines.append(f"  flip rate   {stats['flip_rate']:.3f} of pairs judged validly in both orders")
+    if "both_right" in stats:
+        lines.append(f"  both right  {stats['both_right']:.3f} of pairs judged in both orders")
+    return lines

@@ -1,0 +1,124 @@
+"""Stage one: distill reasoning chains from a teacher into the judge (TRL's SFTTrainer, used directly).
+
+    reasrm distill stages/distill.yaml                       # or: make distill
+    reasrm distill stages/distill.yaml recipe=support max_steps=4 rubric=support
+
+1. The recipe's training pairs, each in balanced slots (``assign_slots``), rendered by
+   :class:`reasrm.prompts.JudgePrompt` (the stage's ``rubric``, else each pair's pack, else ``prompt_format``).
+2. The teacher writes a chain per pair (``chains.jsonl``, resumable; ``reasrm teacher`` runs this step
+   alone into the same folder, and ``reasrm distill ... resume=true`` then trains on its chains); chains
+   whose strict verdict is wrong are dropped and counted.
+3. SFT on prompt-completion examples: the judge conversation as the prompt, the chain as the completion
+   (the loss covers the completion only).
+4. ``output/final``: the model, its tokenizer and the judge card (prompt format, rubric pack and version,
+   base model, recipe, config digest), loadable with ``Judge.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasrm.config import Problem, option
+from reasrm.errors import ReasrmDataError
+from reasrm.models import load_model, load_tokenizer
+from reasrm.prompts import JudgePrompt
+from reasrm.rubrics import pack_error
+from reasrm.runs import output_problems, prepare_output
+from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
+from reasrm.training.teacher import TeacherConfig, generate_chains
+
+log = logging.getLogger(__name__)
+
+# Settings that change the result: a resumed run must use the same ones.
+RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "teacher", "seed")
+
+
+@dataclass
+class DistillConfig:
+    stage: str = option("Names this schema.", "distill")
+    model: str | None = option("The student: hub id or local HF folder; null = the embedded default.", None)
+    recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
+    recipe_params: dict = option("Parameters of the recipe.", factory=dict)
+    limit: int | None = option("Use at most this many training pairs.", None)
+    prompt_format: str = option("Prompt format for pairs without a rubric pack.", "rm-r1-instruct")
+    rubric: str | None = option("Rubric pack forced on every pair; null = each pair's `rubric` field.", None)
+    teacher: TeacherConfig = option("Where the chains come from.", factory=TeacherConfig)
+    output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")
+    resume: bool = option("Continue a previous run: keep its chains, resume from its last checkpoint.", False)
+    overwrite: bool = option("Replace a previous run in the output folder.", False)
+    seed: int = option("Seeds the slot assignment and training.", 0)
+    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
+    num_train_epochs: float = option("Epochs over the kept chains (RM-R1: 1).", 1.0)
+    learning_rate: float = option("Learning rate (RM-R1 used 5e-6 for 7B+ students).", 5e-5)
+    per_device_train_batch_size: int = option("Examples per device per step.", 4)
+    gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1)
+    max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
+    gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
+    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
+
+    def check(self) -> list[Problem]:
+        problems = self.teacher.check()
+        if self.rubric is not None and pack_error(self.rubric):
+            problems.append(("rubric", pack_error(self.rubric)))
+        if self.limit is not None and self.limit < 1:
+            problems.append(("limit", f"must be >= 1, got {self.limit}"))
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
+            if getattr(self, key) < 1:
+                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        return problems + output_problems(self)
+
+
+def prepare(cfg: DistillConfig) -> tuple[JudgePrompt, list, Path]:
+    """Stage one's pairs in their slots, its renderer, and its claimed output folder (``distill.yaml``
+    saved in it): what ``reasrm teacher`` and ``reasrm distill`` both start with."""
+    prompt = JudgePrompt.create(cfg.prompt_format, forced_rubric=cfg.rubric)
+    jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
+    prompt.check([pair for pair, _ in jobs])
+    output = prepare_output(cfg.output, Path(cfg.output) / "distill.yaml", cfg, RESULT_KEYS, cfg.resume,
+                            cfg.overwrite)  # fmt: skip
+    return prompt, jobs, output
+
+
+def sft_examples(records: list[dict]) -> list[dict]:
+    """Prompt-completion examples (TRL's conversational format) from the teacher's kept chains."""
+    return [{"prompt": r["messages"], "completion": [{"role": "assistant", "content": r["chain"]}]}
+            for r in records if r["kept"]]  # fmt: skip
+
+
+def run(cfg: DistillConfig) -> Path:
+    """Chains, then SFT; returns ``output/final`` (a judge checkpoint with its card)."""
+    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
+    from trl import SFTConfig, SFTTrainer
+
+    where = trainable(cfg.model)
+    prompt, jobs, output = prepare(cfg)
+    records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
+    examples = sft_examples(records)
+    if not examples:
+        raise ReasrmDataError(f"the teacher kept no chains ({output / 'chains.jsonl'} says why): nothing to train on")
+    log.info("distill: %d of %d chains kept; training %s", len(examples), len(records), where)
+
+    args = SFTConfig(
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
+        completion_only_loss=True,
+        **trainer_args(output, cfg),
+    )
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model).train()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                         processing_class=tokenizer)  # fmt: skip
+    trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
+    final = output / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(final)
+    card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg)
+    log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
+    return final

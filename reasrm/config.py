@@ -85,6 +85,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         overrides = [f"params.{o}" if o.partition("=")[0].strip() in params else o for o in overrides]
 
     problems: list[str] = []
+    fatal = False  # a problem that leaves no config to check further (a malformed override, a missing value)
     set_by: dict[str, str] = {}  # key path -> the override that set it
 
     def locate(key: str) -> str:
@@ -106,6 +107,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         key = key.strip()
         if not sep or not key:
             problems.append(f"override {item!r}: expected key=value, e.g. generation.batch_size=4")
+            fatal = True
             continue
         try:
             value = yaml.safe_load(raw) if raw else ""
@@ -119,22 +121,24 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     for key, parent in missing:
         hint = f"set it in the file or pass {key}=..." if "[" not in key else "set it in the file"
         problems.append(f"{locate(parent) if parent else where}: {key}: missing: {hint}")
-    if missing or any(p.startswith("override ") and "expected key=value" in p for p in problems):
+        fatal = True
+    if fatal:
         raise ReasrmConfigError("\n".join(problems))
-    # Unknown keys and wrong types were left out: the schema's own rules still run on the rest, so every
-    # problem is reported at once.
 
+    # Unknown keys and wrong types were left out of `provided`: the schema's own rules still run on the
+    # rest, so every problem is reported at once.
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(schema), *provided)
     except OmegaConfBaseException as e:
-        raise ReasrmConfigError(f"{where}: {str(e).splitlines()[0]}") from None
+        raise ReasrmConfigError("\n".join([*problems, f"{where}: {str(e).splitlines()[0]}"])) from None
     for key in sorted(OmegaConf.missing_keys(cfg)):
         parent, _, leaf = key.rpartition(".")
         if OmegaConf.is_interpolation(OmegaConf.select(cfg, parent) if parent else cfg, leaf):
             continue  # it only points at a missing value, which is reported itself
         name = key.removeprefix("params.")
         problems.append(f"{where}: {name}: missing: pass {name}=...")
-    if any(": missing: pass " in p for p in problems):
+        fatal = True
+    if fatal:
         raise ReasrmConfigError("\n".join(problems))
     try:
         obj = OmegaConf.to_object(cfg)

@@ -13,7 +13,7 @@ from reasrm.data.pairs import Pair, assign_slots, pair_from_dict, read_pairs
 from reasrm.errors import ReasrmConfigError, ReasrmDataError, ReasrmError
 from reasrm.judge import Call, _aggregate
 from reasrm.prompts import render
-from reasrm.verdict import Verdict
+from reasrm.verdict import JUDGE_STATUSES, Verdict
 
 PAIRS = [
     {"id": "p1", "prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
@@ -126,6 +126,7 @@ def _call(order, slot, text):
 def test_aggregation_of_both_orders(first, second, status, choice, flip):
     j = _aggregate("p", (_call("AB", "A", first), _call("BA", "B", second)))
     assert (j.status, j.verdict.choice, j.flip) == (status, choice, flip)
+    assert j.status in JUDGE_STATUSES
     assert j.winner == (None if choice is None else ("chosen" if choice == "A" else "rejected"))
 
 

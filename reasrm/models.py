@@ -15,10 +15,12 @@ import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from reasrm.errors import ReasrmError
+
+if TYPE_CHECKING:  # torch takes seconds to import: functions import it when called, so that commands
+    import torch  # that only read configs (`reasrm validate`, `reasrm rubric`) never pay for it
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ def cache_dir() -> Path:
 
 
 def pick_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -45,6 +49,8 @@ def pick_dtype(device: str) -> torch.dtype:
     On a CPU without bf16 instructions, bf16 made an SFT step 14x slower than fp32 (measured), so the
     CPU gets bf16 only when it advertises AMX or AVX-512 bf16 support.
     """
+    import torch
+
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if _cpu_has_bf16() else torch.float32
@@ -87,6 +93,7 @@ def embedded_default() -> Path:
         return target
     gguf = embedded_gguf()
     log.info("converting %s once into %s", gguf.name, target)
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

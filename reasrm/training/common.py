@@ -6,8 +6,6 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from reasrm.card import JudgeCard
 from reasrm.config import digest
 from reasrm.data.build import collect, load_recipe
@@ -64,6 +62,8 @@ def trainer_args(output: Path, cfg) -> dict:
     two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and what the
     hardware decides. TRL defaults to bf16, 14x slower on a CPU without bf16 instructions (measured);
     pinned memory only helps with a GPU."""
+    import torch  # seconds to import: only a run pays for it, not `reasrm validate`
+
     device = pick_device()
     return {"output_dir": str(output), "seed": cfg.seed, "logging_steps": 1, "save_steps": cfg.save_steps,
             "save_total_limit": 2, "report_to": "none", "bf16": pick_dtype(device) == torch.bfloat16,

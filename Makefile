@@ -1,6 +1,7 @@
 # reasrm: every user, developer and CI action is a target here.
 #   make demo   set up, build the demo data, distill and RL-train a small judge from the embedded default
-#               model (a few CPU minutes; a format warm-up, not a strong judge), then judge the sample pairs
+#               model on a CPU, and end with a table on 100 held-out pairs in both orders: base model ->
+#               after distill -> after RL (validity, right in both orders, label prior, A-rate, flip rate)
 #   make test   set up, then run the fast CPU suite (offline, a few minutes)
 
 PYTHON ?= python3
@@ -26,11 +27,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/reasrm data build data_recipes/demo.yaml n=1000 --output runs/data/demo --overwrite
-	$(VENV)/bin/reasrm distill stages/distill.yaml limit=8 max_steps=2 output=runs/demo/distill overwrite=true
-	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final limit=4 max_steps=1 \
-		max_completion_length=64 output=runs/demo/rl overwrite=true
-	$(VENV)/bin/reasrm judge stages/judge.yaml model=runs/demo/rl/final --show --overwrite $(ARGS)
+	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite
+	$(VENV)/bin/reasrm distill stages/distill.yaml output=runs/demo/distill overwrite=true
+	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final eval_steps=0 output=runs/demo/rl \
+		overwrite=true $(ARGS)
 
 # Stage one and stage two on their shipped configs (embedded default, template teacher); ARGS overrides.
 # A previous run in the output folder is kept: ARGS=resume=true continues it, ARGS=overwrite=true replaces it.

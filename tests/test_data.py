@@ -299,9 +299,13 @@ def test_demo_recipe_is_deterministic_and_verifiable(tmp_path):
     build(load_recipe("demo", ["n=400", "seed=3"]), tmp_path / "b")
     assert (tmp_path / "a/train.parquet").read_bytes() == (tmp_path / "b/train.parquet").read_bytes()
     assert list(verifiable(50, 3)) == list(verifiable(400, 3))[:50]  # a larger build extends a smaller one
+    weighted = [r["meta"]["family"] for r in verifiable(8, 0, {"comparison": 2, "sorting": 1, "arithmetic": 0})]
+    assert weighted == ["comparison", "comparison", "sorting"] * 2 + ["comparison"] * 2
     pairs = load_built(tmp_path / "a") + load_built(tmp_path / "a", "heldout")
     families = {p.meta["family"] for p in pairs}
     assert families == set(FAMILIES) and {p.meta["level"] for p in pairs} == {1, 2, 3}
+    share = sum(p.meta["family"] == "comparison" for p in pairs) / len(pairs)
+    assert 0.55 < share < 0.65  # the recipe weights comparisons 6 to 1 against each other family
     for pair in pairs:
         assert pair.reference and pair.chosen != pair.rejected
         assert _correct(pair, pair.chosen) and not _correct(pair, pair.rejected), pair
@@ -323,6 +327,9 @@ def _correct(pair: Pair, answer: str) -> bool:
         small, amount = re.match(r"How many (\w+) are in ([\d.]+)", question).groups()
         value = float(amount) * factors[small]
         return answer.endswith(f"= {int(value) if value.is_integer() else f'{value:g}'} {small}")
+    if family == "comparison":
+        a, b = re.match(r"Which is larger, ([\d.]+) or ([\d.]+)\?", question).groups()
+        return answer == f"{max(a, b, key=float)} is larger."
     expression = question.split("\n", 1)[1]
     allowed = {"len": len, "sum": sum, "range": range, "max": max, "min": min, "sorted": sorted}
     value = eval(expression, {"__builtins__": allowed})
@@ -344,3 +351,12 @@ def test_planted_overlap_with_rm_bench_is_found_and_dropped(shared, tmp_path, wr
     assert hit["against_id"].startswith(f"{long_prompt['id']}:")
     dropped = build(recipe(tmp_path, [{"name": "s", "path": str(path)}], contamination={**against, "drop": True}))
     assert dropped["sources"]["s"] == {"read": 3, "kept": 2, "dropped": {"contaminated": 1}}
+
+
+def test_generator_family_weights_are_checked(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
+                    "    families: {comparison: 1, algebra: 2}\n")  # fmt: skip
+    with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].families.algebra: unknown family; known: "
+                                                r"comparison, arithmetic"):  # fmt: skip
+        load_recipe(str(path))

@@ -137,3 +137,33 @@ def test_readme_rubric_walkthrough_runs_as_written(tmp_path):
     assert (card["rubric_pack"], card["rubric_version"], card["prompt_format"]) == ("support", 1, "rm-r1-instruct")
     judged = (tmp_path / "runs/support/judged.jsonl").read_text().splitlines()
     assert len(judged) == 8
+
+
+def test_rl_killed_mid_run_resumes_to_the_same_steps_and_validation(tiny_model, tmp_path):
+    """`reasrm rl` killed with SIGKILL mid-run, then resumed: the same number of optimizer steps, and a
+    validation.jsonl with every validated step exactly once."""
+    import signal
+    import time
+
+    out = tmp_path / "rl"
+    args = [sys.executable, "-m", "reasrm.cli", "rl", "stages/rl.yaml", f"model={tiny_model}", "recipe_params={n: 60}",
+            "limit=8", "max_steps=8", "num_generations=2", "per_device_train_batch_size=4", "max_completion_length=8",
+            "preflight=false", "validation_pairs=2", "eval_steps=1", "save_steps=2", "prompt_format=compact",
+            f"output={out}"]  # fmt: skip
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    validation = out / "validation.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        lines = validation.read_text().splitlines() if validation.exists() else []
+        if len(lines) >= 4 and (out / "checkpoint-2").exists():  # steps 0-3 validated, a checkpoint saved
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = subprocess.run([*args, "resume=true"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    state = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    steps = [json.loads(line)["step"] for line in validation.read_text().splitlines()]
+    assert steps == list(range(9))

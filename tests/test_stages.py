@@ -64,20 +64,21 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
 
     final = distill(_distill(tiny_model, tmp_path, "recipe=support", "rubric=support"))
     card = JudgeCard.load(final)
-    assert (card.prompt_format, card.rubric_pack, card.rubric_version) == ("rm-r1-instruct", "support", 1)
+    assert (card.prompt_format, card.rubric_pack, card.rubric_version) == ("compact", "support", 1)
     assert card.data_recipe == "support" and len(card.config_digest) == 16
     chains = [json.loads(line) for line in (final.parent / "chains.jsonl").read_text().splitlines()]
     assert len(chains) == 4 and all(c["kept"] for c in chains)
     assert sorted(c["chosen_slot"] for c in chains) == ["A", "A", "B", "B"]  # balanced slots
 
     overrides = [f"model={final}", "recipe=support", "limit=2", "max_steps=1", "num_generations=2",
-                 "per_device_train_batch_size=2", "max_completion_length=8", f"output={tmp_path / 'rl'}"]  # fmt: skip
+                 "per_device_train_batch_size=4", "max_completion_length=8", "preflight=false",
+                 f"output={tmp_path / 'rl'}"]  # fmt: skip
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     judged = rl(cfg)
     card = JudgeCard.load(judged)
     assert (card.rubric_pack, card.rubric_packs, card.data_recipe) == ("support", {"support": 1}, "support")
     judge = Judge.from_pretrained(str(judged))
-    assert judge.prompt.default_rubric == "support" and judge.prompt.prompt_format.id == "rm-r1-instruct"
+    assert judge.prompt.default_rubric == "support" and judge.prompt.prompt_format.id == "compact"
 
 
 def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):
@@ -130,11 +131,14 @@ def test_stage_configs_validate_and_report_problems(capsys):
     assert main(["validate", "stages/rl.yaml"]) == 0
     assert main(["validate", "stages/rl.yaml", "num_generations=3", "stage=rl", "limit=0"]) == 2
     err = capsys.readouterr().err
-    assert "per_device_train_batch_size: must be a multiple of num_generations (3), got 4" in err
+    assert (
+        "per_device_train_batch_size: must be a multiple of 2 x num_generations: both orders of a pair (6), got 32"
+        in err
+    )
     assert "override 'limit=0': limit: must be >= 1, got 0" in err
     assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2
     assert "teacher.backend: must be one of template, hf, vllm, openai, got 'gpt'" in capsys.readouterr().err
     assert main(["validate", "stages/rl.yaml", "rubric=suport"]) == 2
     assert "rubric: unknown rubric pack 'suport' (did you mean 'support'?)" in capsys.readouterr().err
     assert main(["validate", "stages/rl.yaml", "rewards=[verdict,consistensy]"]) == 2
-    assert "rewards: unknown reward 'consistensy'; valid names: verdict" in capsys.readouterr().err
+    assert "rewards: unknown reward 'consistensy'; valid names: verdict, consistency, format" in capsys.readouterr().err

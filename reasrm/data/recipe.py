@@ -15,7 +15,7 @@ from omegaconf import MISSING
 from reasrm.config import Problem, option
 from reasrm.data.converters import CONVERTERS
 from reasrm.data.pairs import DOMAINS
-from reasrm.data.synthetic import GENERATORS
+from reasrm.data.synthetic import FAMILIES, GENERATORS
 from reasrm.rubrics import pack_error
 
 ON_ERROR = ("fail", "skip")
@@ -43,6 +43,11 @@ class SourceConfig:
     split: str = option("Split of a hub dataset.", "train")
     generator: str | None = option(f"Instead of a path: one of {', '.join(GENERATORS)}.", None)
     n: int | None = option("Pairs a generator makes.", None)
+    families: dict[str, int] | None = option(
+        f"Generator `verifiable`: family -> weight (its share of the pairs) among {', '.join(FAMILIES)}; "
+        "null = each family once.",
+        None,
+    )
     converter: str | None = option(f"Row converter: one of {', '.join(CONVERTERS)}; null = `pairs`.", None)
     columns: dict[str, str] = option("Pair field -> source column, applied before the converter.", factory=dict)
     domain: str | None = option("Domain of rows that give none.", None)
@@ -58,6 +63,13 @@ class SourceConfig:
             problems.append((prefix.rstrip("."), "give exactly one of 'path' or 'generator'"))
         if self.generator is not None and self.generator not in GENERATORS:
             problems.append((f"{prefix}generator", f"must be one of {', '.join(GENERATORS)}, got {self.generator!r}"))
+        for family, weight in (self.families or {}).items():
+            if family not in FAMILIES:
+                problems.append((f"{prefix}families.{family}", f"unknown family; known: {', '.join(FAMILIES)}"))
+            elif weight < 0:
+                problems.append((f"{prefix}families.{family}", f"must be >= 0, got {weight}"))
+        if self.families is not None and not sum(self.families.values()):
+            problems.append((f"{prefix}families", "every weight is 0: no pairs to make"))
         if self.converter is not None and self.converter not in CONVERTERS:
             problems.append((f"{prefix}converter", f"must be one of {', '.join(CONVERTERS)}, got {self.converter!r} "
                              "(or use 'columns')"))  # fmt: skip

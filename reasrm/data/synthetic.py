@@ -1,17 +1,43 @@
 """Verifiable preference pairs whose correct answer is known by construction (the embedded default data).
 
-Four task families of graded difficulty (level 1-3), each answered correctly (chosen) and with one
-plausible mistake (rejected): multi-digit arithmetic (off by one, swapped digits, wrong operator, a
+Five task families of graded difficulty (level 1-3), each answered correctly (chosen) and with one
+plausible mistake (rejected): comparing two numbers (two-digit, three-digit with the same first digit,
+decimals such as 3.9 vs 3.11 — the first within reach of a 135M judge, the last a classic trap),
+multi-digit arithmetic (off by one, swapped digits, wrong operator, a
 dropped carry, wrong sign), unit conversion (wrong factor, divided instead of multiplied, off by one),
 sorting (two neighbours swapped, wrong direction, an element lost) and evaluating a short Python
 expression (off by one, ``/`` for ``//``, a character lost). Every pair carries a worked ``reference``.
-Pair ``i`` depends only on ``(seed, i)``: any size, and a larger build extends a smaller one.
+Pair ``i`` depends only on ``(seed, i)`` and the family weights: any size, and a larger build extends a
+smaller one.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+
+
+def comparison(rng: random.Random, level: int) -> dict:
+    if level == 1:
+        a, b = rng.sample(range(10, 100), 2)
+    elif level == 2:
+        hundreds = rng.randint(1, 9) * 100
+        a, b = (hundreds + x for x in rng.sample(range(100), 2))
+    else:  # 3.9 vs 3.11: the one with more decimal digits looks larger and is not always
+        whole, short, long = rng.randint(0, 20), rng.randint(1, 9), rng.randint(10, 99)
+        a, b = f"{whole}.{short}", f"{whole}.{long:02d}"
+        if float(a) == float(b):
+            b = f"{whole}.{long + 1:02d}"
+    a, b = (a, b) if rng.random() < 0.5 else (b, a)
+    big, small = (a, b) if float(a) > float(b) else (b, a)
+    return {
+        "domain": "math",
+        "prompt": f"Which is larger, {a} or {b}?",
+        "chosen": f"{big} is larger.",
+        "rejected": f"{small} is larger.",
+        "reference": f"{big} is larger than {small}.",
+        "mistake": "more_digits" if level == 3 and len(str(small)) > len(str(big)) else "smaller_picked",
+    }
 
 
 def _off_by_one(rng: random.Random, value: int) -> int:
@@ -186,6 +212,7 @@ def python_expression(rng: random.Random, level: int) -> dict:
 
 
 FAMILIES: dict[str, Callable[[random.Random, int], dict]] = {
+    "comparison": comparison,
     "arithmetic": arithmetic,
     "unit_conversion": unit_conversion,
     "sorting": sorting,
@@ -193,9 +220,10 @@ FAMILIES: dict[str, Callable[[random.Random, int], dict]] = {
 }
 
 
-def verifiable(n: int, seed: int) -> Iterator[dict]:
-    """``n`` pair rows; pair ``i`` depends only on ``(seed, i)``."""
-    names = list(FAMILIES)
+def verifiable(n: int, seed: int, families: dict[str, int] | None = None) -> Iterator[dict]:
+    """``n`` pair rows; pair ``i`` depends only on ``(seed, i)`` and ``families`` (family -> weight: its
+    share of the cycle pairs are dealt from; default every family once)."""
+    names = [name for name, weight in (families or dict.fromkeys(FAMILIES, 1)).items() for _ in range(weight)]
     for i in range(n):
         rng = random.Random(f"{seed}:{i}")
         family, level = names[i % len(names)], rng.randint(1, 3)
@@ -205,4 +233,4 @@ def verifiable(n: int, seed: int) -> Iterator[dict]:
         yield row
 
 
-GENERATORS: dict[str, Callable[[int, int], Iterator[dict]]] = {"verifiable": verifiable}
+GENERATORS: dict[str, Callable[..., Iterator[dict]]] = {"verifiable": verifiable}

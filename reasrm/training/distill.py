@@ -12,10 +12,13 @@
    (the loss covers the completion only).
 4. ``output/final``: the model, its tokenizer and the judge card (prompt format, rubric pack and version,
    base model, recipe, config digest), loadable with ``Judge.from_pretrained``.
+5. ``eval.json``: the student before SFT and the judge after, on ``validation_pairs`` held-out pairs in both
+   orders (:mod:`reasrm.training.validation`, the same measurement as stage two's), and the table in the log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
 from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
 from reasrm.training.teacher import TeacherConfig, generate_chains
+from reasrm.training.validation import heldout_jobs, table_lines, validate
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class DistillConfig:
     max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
+    validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100)
+    validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128)
 
     def check(self) -> list[Problem]:
         problems = self.teacher.check()
@@ -64,7 +70,10 @@ class DistillConfig:
             problems.append(("rubric", pack_error(self.rubric)))
         if self.limit is not None and self.limit < 1:
             problems.append(("limit", f"must be >= 1, got {self.limit}"))
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
+        if self.validation_pairs < 0:
+            problems.append(("validation_pairs", f"must be >= 0, got {self.validation_pairs}"))
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps",
+                    "validation_max_new_tokens"):  # fmt: skip
             if getattr(self, key) < 1:
                 problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
         return problems + output_problems(self)
@@ -112,7 +121,13 @@ def run(cfg: DistillConfig) -> Path:
         **trainer_args(output, cfg),
     )
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model).train()
+    model = load_model(cfg.model)
+    heldout = []
+    if cfg.validation_pairs:
+        heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
+    if heldout:
+        measured = {"before": validate(model, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)}
+    model.train()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                          processing_class=tokenizer)  # fmt: skip
     trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
@@ -121,4 +136,9 @@ def run(cfg: DistillConfig) -> Path:
     tokenizer.save_pretrained(final)
     card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg)
     log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
+    if heldout:
+        measured["after"] = validate(trainer.model, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)
+        (output / "eval.json").write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
+        rows = [("base model", measured["before"]), ("after distill", measured["after"])]
+        log.info("held-out validation, %d pairs in both orders:\n%s", len(heldout), "\n".join(table_lines(rows)))
     return final

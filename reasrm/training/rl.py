@@ -1,35 +1,57 @@
-"""Stage two: GRPO on preference pairs with a verifiable reward (TRL's GRPOTrainer, used directly).
+"""Stage two: GRPO on preference pairs with verifiable rewards (TRL's GRPOTrainer, used directly).
 
     reasrm rl stages/rl.yaml                                 # or: make rl
     reasrm rl stages/rl.yaml model=runs/distill/final max_steps=2
 
-Each prompt is the judge conversation of one training pair in the slots ``assign_slots`` gives,
-rendered by the same :class:`reasrm.prompts.JudgePrompt` as every other stage (the stage's ``rubric``,
-else the pair's pack, else the checkpoint's card pack, else its prompt format); the ``label`` column is
-the chosen response's slot. The rewards are chosen by name (``rewards``, from
-:data:`reasrm.training.rewards.REWARDS`); the default, ``verdict``, is +1 when the strict verdict names the
-label, else -1. Start from a distilled judge: an untrained model never writes a verdict, every reward is -1,
-and GRPO learns nothing (DESIGN.md, CPU facts).
+1. The recipe's training pairs, shuffled with the seed, each in the slots ``assign_slots`` gives and, with
+   ``both_orders`` (default), also in the swapped order as the next prompt: TRL's sampler keeps dataset
+   order (``shuffle_dataset`` off) and every generation batch holds whole pairs, so a reward sees both
+   orders of a pair (``consistency`` needs it). Prompts are rendered by :class:`reasrm.prompts.JudgePrompt`
+   (the stage's ``rubric``, else the pair's pack, else the checkpoint's card pack, else its prompt format).
+2. Before training, what cannot teach anything is refused (``preflight``): a starting model that writes no
+   strict verdict on a sample of the training prompts (every reward would be -1), or chains longer than
+   ``max_completion_length`` (every completion clipped before its verdict). Optionally, the difficulty
+   filter samples each pair ``filter_samples`` times and keeps those whose pass rate lies inside
+   ``filter_pass_rate``: a group whose completions all score the same has zero reward variance and
+   teaches nothing.
+3. The rewards by name with weights (``rewards``, ``reward_weights``; :mod:`reasrm.training.rewards`).
+4. Held-out validation at the start, every ``eval_steps`` steps and at the end
+   (:mod:`reasrm.training.validation`): ``validation.jsonl``, the trainer's loggers, ``curves.png``, and a
+   one-screen table that also shows the base model and the distilled judge when the starting checkpoint's
+   stage wrote ``eval.json`` on the same pairs.
+
+Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 1e-5, beta 0 (no reference model:
+one forward pass less per step), TRL's ``dapo`` loss (token-level normalisation, no length bias), 4
+completions per prompt at temperature 1.0. ``stages/rl-rm-r1.yaml`` holds RM-R1's own settings for 7B+
+judges on GPUs (``grpo`` loss, beta 0.001, lr 1e-6, 7 generations, 8192 completion tokens).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
+from reasrm.errors import ReasrmConfigError
 from reasrm.models import load_model, load_tokenizer
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
 from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
 from reasrm.training.rewards import REWARDS
+from reasrm.training.validation import heldout_jobs, jobs_digest, table_lines
+from reasrm.verdict import parse_verdict, winner
 
 log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
-               "num_generations", "temperature", "beta", "learning_rate")  # fmt: skip
+               "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
+               "loss_type", "max_completion_length", "filter_pass_rate", "filter_samples",
+               "validation_pairs")  # fmt: skip
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 
 
 @dataclass
@@ -42,44 +64,152 @@ class RLConfig:
     limit: int | None = option("Use at most this many training pairs.", None)
     prompt_format: str | None = option("Prompt format for pairs without a pack; null = the model's judge card.", None)
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's, else the card's.", None)
-    rewards: list[str] = option(f"Reward functions by name: any of {', '.join(REWARDS)}.", factory=lambda: ["verdict"])
-    output: str = option("Output folder: checkpoints and final/ (the judge).", "runs/rl")
+    both_orders: bool = option("Every pair in both slot orders, as adjacent prompts of one generation batch.", True)
+    rewards: list[str] = option(f"Reward functions by name: any of {', '.join(REWARDS)}.",
+                                factory=lambda: ["verdict", "consistency", "format"])  # fmt: skip
+    reward_weights: list[float] | None = option("One weight per reward (null = 1.0 each).", None)
+    output: str = option("Output folder: checkpoints, validation.jsonl, curves.png, final/ (the judge).", "runs/rl")
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
-    seed: int = option("Seeds the slot assignment and training.", 0)
+    seed: int = option("Seeds the slot assignment, the pair order and training.", 0)
     num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 4)
-    per_device_train_batch_size: int = option("Completions per step: a multiple of num_generations.", 4)
-    max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 512)
+    per_device_train_batch_size: int = option(
+        "Completions per step: a multiple of num_generations (of 2 x num_generations with both_orders).", 16
+    )
+    max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)
     max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
     num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
-    learning_rate: float = option("Learning rate (RM-R1: 1e-6, constant).", 1e-6)
-    beta: float = option("KL coefficient (RM-R1: 0.001).", 0.001)
+    learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 1e-5)
+    beta: float = option("KL coefficient (RM-R1: 0.001; 0 loads no reference model).", 0.0)
+    loss_type: str = option(f"TRL's GRPO loss: one of {', '.join(LOSS_TYPES)} (RM-R1: grpo).", "dapo")
+    preflight: bool = option("Refuse settings that cannot teach (no valid verdict, chains clipped).", True)
+    preflight_pairs: int = option("Training pairs the preflight check samples.", 8)
+    filter_pass_rate: list[float] | None = option(
+        "Difficulty filter: keep pairs whose sampled pass rate lies in [low, high], e.g. [0.1, 0.9]; null = off.",
+        None,
+    )
+    filter_samples: int = option("Difficulty filter: samples per pair and order.", 4)
+    validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
+    eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 4)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
     use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra).", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
 
     def check(self) -> list[Problem]:
         problems = []
+        group = self.num_generations * (2 if self.both_orders else 1)
         if self.num_generations < 2:
             problems.append(("num_generations", f"must be >= 2 (GRPO compares a group), got {self.num_generations}"))
-        elif self.per_device_train_batch_size % self.num_generations:
-            problems.append(("per_device_train_batch_size", f"must be a multiple of num_generations "
-                             f"({self.num_generations}), got {self.per_device_train_batch_size}"))  # fmt: skip
+        elif self.per_device_train_batch_size % group:
+            what = "2 x num_generations: both orders of a pair" if self.both_orders else "num_generations"
+            problems.append(("per_device_train_batch_size", f"must be a multiple of {what} ({group}), "
+                             f"got {self.per_device_train_batch_size}"))  # fmt: skip
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
-        if self.limit is not None and self.limit < 1:
-            problems.append(("limit", f"must be >= 1, got {self.limit}"))
+        for key in ("limit",):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        for key in ("validation_pairs", "eval_steps", "preflight_pairs"):
+            if getattr(self, key) < 0:
+                problems.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if self.filter_samples < 1:
+            problems.append(("filter_samples", f"must be >= 1, got {self.filter_samples}"))
+        band = self.filter_pass_rate
+        if band is not None and not (len(band) == 2 and 0 <= band[0] <= band[1] <= 1):
+            problems.append(("filter_pass_rate", f"must be [low, high] with 0 <= low <= high <= 1, got {band}"))
+        if self.loss_type not in LOSS_TYPES:
+            problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
         if not self.rewards:
             problems.append(("rewards", f"is empty; {valid}"))
         problems += [("rewards", f"unknown reward {name!r}; {valid}") for name in self.rewards if name not in REWARDS]
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            problems.append(("reward_weights", f"gives {len(self.reward_weights)} weights for {len(self.rewards)} "
+                             f"rewards ({', '.join(self.rewards)})"))  # fmt: skip
         return problems + output_problems(self)
 
 
-def grpo_rows(prompt, jobs) -> list[dict]:
-    """GRPO examples: the judge conversation as the prompt, the chosen response's slot as ``label``."""
-    return [{"prompt": prompt.messages(pair, slots), "label": slots.chosen_slot} for pair, slots in jobs]
+def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dict]:
+    """GRPO examples in training order: the pairs shuffled with ``seed``; each as its judge conversation
+    (``prompt``), the chosen response's slot (``label``), its id (``pair``) and its slot order (``order``).
+    With ``both_orders`` the swapped order follows as the next row."""
+    order = list(range(len(jobs)))
+    random.Random(seed).shuffle(order)
+    rows = []
+    for k in order:
+        pair, slots = jobs[k]
+        shown = [("AB", slots)]
+        if both_orders:
+            shown.append(("BA", pair.slots(slots.chosen_slot, swap=True)))
+        rows += [{"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
+                 for name, s in shown]  # fmt: skip
+    return rows
+
+
+def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
+    """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
+    twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
+    valid verdict ends is longer than ``max_completion_length``."""
+    from reasrm.backends import GenerationConfig
+    from reasrm.backends.hf import HFBackend
+    from reasrm.judge import Judge
+
+    sample = random.Random(cfg.seed).sample(jobs, min(cfg.preflight_pairs, len(jobs)))
+    room = 2 * cfg.max_completion_length
+    judge = Judge(HFBackend(model, tokenizer), prompt, GenerationConfig(max_new_tokens=room, batch_size=32))
+    calls = [j.calls[0] for j in judge.judge([p for p, _ in sample], slots=[s.chosen_slot for _, s in sample])]
+    verdicts = [parse_verdict(c.text, mode="strict") for c in calls]
+    lengths = [c.completion_tokens for c, v in zip(calls, verdicts, strict=True) if v.ok]
+    right = sum(winner(v.choice, c.chosen_slot) == "chosen" for c, v in zip(calls, verdicts, strict=True))
+    log.info("preflight: %d of %d sampled training prompts got a valid verdict (%d right); longest valid chain "
+             "%s tokens", len(lengths), len(calls), right, max(lengths) if lengths else "-")  # fmt: skip
+    if not lengths:
+        statuses = ", ".join(sorted({v.status for v in verdicts}))
+        raise ReasrmConfigError(
+            f"'model': {cfg.model or 'the embedded default'} wrote no valid verdict on {len(calls)} sampled training "
+            f"prompts (statuses: {statuses}; {room} tokens of room): every reward would be -1 and GRPO would learn "
+            "nothing. Distill it first (reasrm distill), or set preflight=false"
+        )
+    if max(lengths) > cfg.max_completion_length:
+        need = -(-max(lengths) * 5 // 4 // 16) * 16
+        raise ReasrmConfigError(
+            f"'max_completion_length': {cfg.max_completion_length} is shorter than the longest chain the model wrote "
+            f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
+            f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
+        )
+
+
+def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Path) -> list:
+    """Keep the pairs whose pass rate over ``filter_samples`` sampled completions per order lies inside
+    ``filter_pass_rate``; write the counts to ``filter.json``."""
+    from reasrm.backends import GenerationConfig
+    from reasrm.backends.hf import HFBackend
+    from reasrm.judge import Judge
+
+    low, high = cfg.filter_pass_rate
+    settings = GenerationConfig(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
+                                batch_size=64, seed=cfg.seed)  # fmt: skip
+    judge = Judge(HFBackend(model, tokenizer), prompt, settings)
+    k = cfg.filter_samples
+    judged = judge.judge([p for p, _ in jobs for _ in range(k)], both_orders=cfg.both_orders,
+                         slots=[s.chosen_slot for _, s in jobs for _ in range(k)])  # fmt: skip
+    kept, counts = [], {"too_easy": 0, "too_hard": 0, "kept": 0}
+    for n, job in enumerate(jobs):
+        calls = [c for j in judged[n * k : (n + 1) * k] for c in j.calls]
+        rate = sum(winner(parse_verdict(c.text, mode="strict").choice, c.chosen_slot) == "chosen" for c in calls)
+        rate /= len(calls)
+        reason = "too_hard" if rate < low else "too_easy" if rate > high else "kept"
+        counts[reason] += 1
+        if reason == "kept":
+            kept.append(job)
+    report = {"pass_rate": [low, high], "samples_per_order": k, "pairs": len(jobs), **counts}
+    (output / "filter.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log.info("difficulty filter: kept %d of %d pairs (pass rate in [%g, %g]); %d too easy, %d too hard",
+             counts["kept"], len(jobs), low, high, counts["too_easy"], counts["too_hard"])  # fmt: skip
+    if not kept:
+        raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in [{low}, {high}] ({output}/filter.json)")
+    return kept
 
 
 def run(cfg: RLConfig) -> Path:
@@ -87,13 +217,26 @@ def run(cfg: RLConfig) -> Path:
     from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
     from trl import GRPOConfig, GRPOTrainer
 
+    from reasrm.training.callbacks import HeldOutValidation
+
     where = trainable(cfg.model)
     card = read_card(cfg.model)
     prompt = judge_prompt(cfg.model, card, cfg.prompt_format, cfg.rubric)
     jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
     prompt.check([pair for pair, _ in jobs])
+    heldout = []
+    if cfg.validation_pairs:
+        heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
     output = prepare_output(cfg.output, Path(cfg.output) / "rl.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
-    log.info("rl: %d prompts; training %s", len(jobs), where)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model)
+    if cfg.preflight and not (cfg.resume and last_checkpoint(output)):
+        preflight(model, tokenizer, prompt, jobs, cfg)
+    if cfg.filter_pass_rate is not None:
+        jobs = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
+    rows = grpo_rows(prompt, jobs, cfg.both_orders, cfg.seed)
+    log.info("rl: %d pairs, %d prompts (%s); training %s", len(jobs), len(rows),
+             "both slot orders" if cfg.both_orders else "one slot order each", where)  # fmt: skip
 
     args = GRPOConfig(
         num_generations=cfg.num_generations,
@@ -104,15 +247,27 @@ def run(cfg: RLConfig) -> Path:
         num_train_epochs=cfg.num_train_epochs,
         learning_rate=cfg.learning_rate,
         beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        reward_weights=cfg.reward_weights,
+        shuffle_dataset=False,  # grpo_rows already shuffled whole pairs; keeps both orders in one batch
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         use_vllm=cfg.use_vllm,
         log_completions=False,
         **trainer_args(output, cfg),
     )
-    tokenizer = load_tokenizer(cfg.model)
-    dataset = Dataset.from_list(grpo_rows(prompt, jobs))
-    trainer = GRPOTrainer(model=load_model(cfg.model).train(), reward_funcs=[REWARDS[name] for name in cfg.rewards],
-                          args=args, train_dataset=dataset, processing_class=tokenizer)  # fmt: skip
+    validation = None
+    if heldout:
+        # The distilled judge's own "after" figures, when its stage measured these pairs the same way.
+        measured = dict(lineage(cfg.model, jobs_digest(heldout)))
+        start = measured.get("after distill")
+        start = start if start and start.get("max_new_tokens") == cfg.max_completion_length else None
+        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
+                                       cfg.max_completion_length, cfg.eval_steps, start=start)  # fmt: skip
+    trainer = GRPOTrainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          callbacks=[validation] if validation else None)  # fmt: skip
+    if validation:
+        validation.trainer = trainer
     trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
     final = output / "final"
     trainer.save_model(str(final))
@@ -120,4 +275,58 @@ def run(cfg: RLConfig) -> Path:
     base = card.base_model if card else cfg.model
     new = write_card(final, prompt, [pair for pair, _ in jobs], base, cfg, inherited=card)
     log.info("trained judge: %s (prompt format %s, rubric pack %s)", final, new.prompt_format, new.rubric_pack)
+    if validation:
+        report(output, trainer.state.log_history, validation.records, cfg.model)
     return final
+
+
+def report(output: Path, history: list[dict], records: list[dict], model: str | None) -> None:
+    """``eval.json`` (the first and last validation), ``curves.png``, and the summary table in the log (with
+    the base model and the distilled judge when the starting checkpoint's stage measured the same pairs)."""
+    before, after = records[0], records[-1]
+    (output / "eval.json").write_text(json.dumps({"before": before, "after": after}, indent=2) + "\n", "utf-8")
+    rows = lineage(model, after["digest"])
+    rows += [] if rows else [(f"start (step {before['step']})", before)]
+    rows.append((f"after RL (step {after['step']})", after))
+    plot_curves(output / "curves.png", history, records)
+    log.info("held-out validation, %d pairs in both orders:\n%s", after["pairs"], "\n".join(table_lines(rows)))
+
+
+def lineage(model: str | None, digest: str) -> list[tuple[str, dict]]:
+    """The base model's and the distilled judge's figures from the ``eval.json`` next to a stage's
+    ``final/`` checkpoint, when they were measured on the same validation pairs."""
+    found = Path(model).parent / "eval.json" if model else None
+    if found is None or not found.is_file():
+        return []
+    saved = json.loads(found.read_text(encoding="utf-8"))
+    if saved.get("after", {}).get("digest") != digest:
+        return []
+    names = ("base model", "after distill") if (found.parent / "distill.yaml").is_file() else ("before", "after")
+    return [(name, saved[key]) for name, key in zip(names, ("before", "after"), strict=True) if key in saved]
+
+
+def plot_curves(path: Path, history: list[dict], records: list[dict]) -> None:
+    """Reward per step, and the held-out figures per validation: ``curves.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    steps = [h["step"] for h in history if "reward" in h]
+    top.plot(steps, [h["reward"] for h in history if "reward" in h], marker=".", label="reward (mean)")
+    top.set_ylabel("training reward")
+    top.legend()
+    at = [r["step"] for r in records]
+    for key, name in (("both_right", "right in both orders"), ("valid", "valid"), ("a_rate", "A-rate"),
+                      ("flip_rate", "flip rate")):  # fmt: skip
+        bottom.plot(at, [r.get(key) if r.get(key) is not None else float("nan") for r in records], marker="o",
+                    label=name)  # fmt: skip
+    bottom.axhline(0.5, color="grey", linewidth=0.5)
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_xlabel("optimizer step")
+    bottom.set_ylabel("held-out validation")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -137,14 +137,9 @@ def template_chain(pair: Pair, slots: Slots, pack: RubricPack | None) -> str:
     worse = other_slot(best)
     quote_a, quote_b = element("quote_A", _clip(slots.response_a)), element("quote_B", _clip(slots.response_b))
     if pair.reference and (pack is None or pack.self_generated or pack.task_type == "reasoning"):
-        evaluation = (f"\n  Chatbot A says {quote_a}; Chatbot B says {quote_b}.\n  Chatbot {best} agrees with the "
-                      f"solution; Chatbot {worse} does not, so Chatbot {best} is better.\n")  # fmt: skip
-        sections = [
-            element(TYPE, "Reasoning"),
-            element(SOLUTION, f" {escape(pair.reference)} "),
-            element(EVAL, evaluation),
-        ]
-        return "\n\n".join([*sections, answer(best)])
+        evaluation = f"A: {quote_a} B: {quote_b} Chatbot {best} agrees with the solution; Chatbot {worse} does not."
+        sections = [element(TYPE, "Reasoning"), element(SOLUTION, escape(pair.reference)), element(EVAL, evaluation)]
+        return "\n".join([*sections, answer(best)])
     criteria_pack = pack if pack is not None and not pack.self_generated else load_pack("chat")
     items = "\n".join(f"  {k}. {c.id} ({c.weight:.0%}): {c.description}"
                       for k, c in enumerate(criteria_pack.criteria, start=1))  # fmt: skip

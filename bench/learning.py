@@ -1,0 +1,98 @@
+"""Does stage two make the judge better? The stage-one checkpoint vs after RL, on held-out demo pairs.
+
+    python bench/learning.py                     # ~1 h on a 2-core CPU; --help for the knobs
+    python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
+
+Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
+``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
+  ours    both slot orders in every batch, rewards [verdict, consistency, format] (the shipped default);
+  rm-r1   one slot order per pair (balanced, shuffled), the verdict reward alone (RM-R1's way).
+Each RL run validates the starting checkpoint and the trained judge on the same ``--pairs`` held-out pairs
+in both orders (greedy, strict verdicts). Prints, per task family and for the whole mix: right in both
+orders before and after, the gain with a paired-bootstrap 95% interval, the A-rate and the flip rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUNS = {
+    "ours": [],
+    "rm-r1": ["both_orders=false", "rewards=[verdict]", "reward_weights=null"],
+}
+
+
+def reasrm(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "reasrm.cli", *args], check=True)
+    return time.perf_counter() - started
+
+
+def bootstrap(before: str, after: str, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean gain in pairs right in both orders, with a paired-bootstrap 95% interval."""
+    diffs = [int(b) - int(a) for a, b in zip(before, after, strict=True)]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(rounds))
+    return sum(diffs) / len(diffs), means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
+def by_family(stats: dict, families: list[str]) -> dict:
+    return {f: stats["by_family"].get(f) for f in families}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=300, help="held-out pairs validated in both orders")
+    parser.add_argument("--n", type=int, default=4000, help="demo recipe size (10%% held out)")
+    parser.add_argument("--chains", type=int, default=256, help="stage-one chains")
+    parser.add_argument("--steps", type=int, default=12, help="GRPO steps per RL run")
+    parser.add_argument("--output", default="runs/bench/learning")
+    parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
+    parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
+    args = parser.parse_args()
+    out = Path(args.output)
+    data = f"recipe_params={{n: {args.n}}}"
+    seconds = {}
+    start = args.skip_distill or str(out / "distill" / "final")
+    if not args.skip_distill:
+        seconds["distill"] = reasrm("distill", "stages/distill.yaml", data, f"limit={args.chains}",
+                                    "validation_pairs=0", f"output={out / 'distill'}", "overwrite=true")  # fmt: skip
+    results = {}
+    for name, extra in RUNS.items():
+        if args.only and name != args.only:
+            continue
+        seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
+                               f"validation_pairs={args.pairs}", "eval_steps=0", f"output={out / name}",
+                               "overwrite=true", *extra)  # fmt: skip
+        results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
+
+    first = next(iter(results.values()))["before"]
+    families = sorted(first["by_family"])
+    print(f"\nheld-out demo pairs: {first['pairs']}, both orders, greedy, strict verdicts; RL steps: {args.steps}")
+    print(f"{'':<16}{'family':<20}{'before':>8}{'after':>8}{'gain':>8}")
+    for name, saved in results.items():
+        before, after = saved["before"], saved["after"]
+        for family in families:
+            b, a = before["by_family"][family], after["by_family"][family]
+            print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
+        gain, low, high = bootstrap(before["right"], after["right"])
+        print(f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
+              f"   95% CI [{low:+.3f}, {high:+.3f}]")  # fmt: skip
+        for key in ("valid", "a_rate", "flip_rate", "accuracy"):
+            b, a = before.get(key), after.get(key)
+            print(f"{name:<16}{key:<20}{_f(b):>8}{_f(a):>8}")
+    print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+
+
+def _f(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Held-out validation of a judge being trained: the one measurement both stages report.
+
+A fixed, seeded subset of the recipe's **held-out** split (never its training pairs: RM-R1 validated on
+its training set), judged greedily in **both slot orders** through reasrm's own ``hf`` backend (shared
+prefix KV cache, early-finishing rows) on the model in memory, verdicts parsed in **strict** mode (the
+reward's). Reported next to each other, because plain accuracy hides a judge that always answers "B":
+
+- ``valid``: share of calls with a strict verdict; ``statuses``: calls per status;
+- ``both_right``: share of pairs right in both orders (the headline; a position-constant judge scores 0);
+- ``accuracy``: share of calls right, next to ``label_prior`` (always answering the commoner slot);
+- ``a_rate``: share of valid verdicts that are "A"; ``flip_rate``: share of pairs validly judged in both
+  orders whose verdict followed the slot; ``by_domain`` / ``by_family``: both-right accuracy per group;
+- ``completion_tokens``: mean completion length; ``right``: one character per pair ("1" right in both
+  orders), for paired comparisons between checkpoints (``bench/learning.py``).
+
+``reasrm distill`` writes ``eval.json`` (before and after); ``reasrm rl`` appends one line per validation
+to ``validation.jsonl`` and logs it to the trainer's loggers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import defaultdict
+
+from reasrm.backends import GenerationConfig
+from reasrm.data.build import collect, load_recipe
+from reasrm.data.pairs import Pair, Slot, assign_slots
+from reasrm.prompts import JudgePrompt
+from reasrm.runs import summarize
+from reasrm.verdict import parse_verdict
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("accuracy", "per call"), ("label_prior", "prior"),
+           ("a_rate", "A-rate"), ("flip_rate", "flip"), ("completion_tokens", "tokens"))  # fmt: skip
+
+
+def heldout_jobs(recipe: str, params: dict, n: int, seed: int) -> list[tuple[Pair, Slot]]:
+    """``n`` pairs of the recipe's held-out split (a subset drawn with ``seed``, in split order), each with the
+    slot ``assign_slots`` gives its first order; none (and a warning) when the recipe holds nothing out."""
+    _, heldout, _, _ = collect(load_recipe(recipe, [f"{k}={v}" for k, v in params.items()]))
+    if not heldout:
+        log.warning("recipe %r has no held-out split: no validation (give the recipe a heldout.fraction)", recipe)
+        return []
+    if n < len(heldout):
+        keep = set(random.Random(seed).sample(range(len(heldout)), n))
+        heldout = [p for k, p in enumerate(heldout) if k in keep]
+    return list(zip(heldout, assign_slots(heldout, seed), strict=True))
+
+
+def jobs_digest(jobs: list[tuple[Pair, Slot]]) -> str:
+    """Names a validation set: two results are comparable when their digests are equal."""
+    return hashlib.sha256("\n".join(f"{p.id}:{s}" for p, s in jobs).encode()).hexdigest()[:16]
+
+
+def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
+             batch_size: int = 64) -> dict:  # fmt: skip
+    """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc."""
+    from reasrm.backends.hf import HFBackend  # torch: only a run pays for it
+    from reasrm.judge import Judge
+
+    # A fresh backend each time: a cached prefix must not outlive the weights it was computed with.
+    judge = Judge(HFBackend(model, tokenizer), prompt,
+                  GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size))  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s for _, s in jobs])
+    finally:
+        model.train(was_training)
+    groups = [[{"order": c.order, "chosen_slot": c.chosen_slot, "tokens": c.completion_tokens,
+                "verdict": parse_verdict(c.text, mode="strict").to_dict()} for c in j.calls]
+              for j in judgements]  # fmt: skip
+    stats = summarize(groups)
+    right = [all(c["verdict"]["choice"] == c["chosen_slot"] for c in g) for g in groups]
+    for name, key in (("by_domain", lambda p: p.domain), ("by_family", lambda p: (p.meta or {}).get("family"))):
+        buckets = defaultdict(list)
+        for (pair, _), ok in zip(jobs, right, strict=True):
+            if key(pair) is not None:
+                buckets[key(pair)].append(ok)
+        stats[name] = {k: sum(v) / len(v) for k, v in sorted(buckets.items())}
+    calls = [c for g in groups for c in g]
+    stats["completion_tokens"] = sum(c["tokens"] for c in calls) / len(calls)
+    stats["right"] = "".join("1" if ok else "0" for ok in right)
+    stats["digest"] = jobs_digest(jobs)
+    stats["max_new_tokens"] = max_new_tokens
+    return stats
+
+
+def table_lines(rows: list[tuple[str, dict]]) -> list[str]:
+    """A one-screen table: one row per (name, validation stats)."""
+    lines = [f"  {'':<26}" + "".join(f"{title:>11}" for _, title in COLUMNS)]
+    for name, stats in rows:
+        cells = [_cell(stats.get(key), ".0f" if key == "completion_tokens" else ".3f") for key, _ in COLUMNS]
+        lines.append(f"  {name:<26}" + "".join(cells))
+    return lines
+
+
+def _cell(value, spec: str) -> str:
+    return f"{'-':>11}" if value is None else f"{value:>11{spec}}"

@@ -1,0 +1,194 @@
+"""Stage two: rewards by name, both orders in one generation batch, preflight, difficulty filter, validation."""
+
+import json
+
+import pytest
+
+from reasrm.cli import main
+from reasrm.config import load_config
+from reasrm.errors import ReasrmConfigError
+from reasrm.training.rewards import REWARDS, consistency_reward, format_score
+from reasrm.training.rl import RLConfig, grpo_rows
+
+A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
+B = A.replace("[[A]]", "[[B]]")
+NONE = "<type>Reasoning</type><solution>2</solution>"
+
+
+@pytest.mark.parametrize(
+    ("completions", "label", "order", "expected"),
+    [
+        # One pair, two samples per order; label A in order AB means label B in order BA.
+        ([A, A, B, B], "AABB", ["AB", "AB", "BA", "BA"], [1, 1, 1, 1]),  # right in both orders
+        ([A, A, A, A], "AABB", ["AB", "AB", "BA", "BA"], [0, 0, 0, 0]),  # always "A": earns nothing
+        ([B, B, B, B], "AABB", ["AB", "AB", "BA", "BA"], [0, 0, 0, 0]),  # always "B": earns nothing
+        ([A, B, B, A], "AABB", ["AB", "AB", "BA", "BA"], [0.5, 0, 0.5, 0]),  # half the other order is right
+        ([A, NONE, B, B], "AABB", ["AB", "AB", "BA", "BA"], [1, 0, 0.5, 0.5]),  # no verdict: wrong
+        ([A, A], "AA", ["AB", "AB"], [0, 0]),  # the other order is not in the batch
+    ],
+)
+def test_consistency_reward_pays_only_verdicts_that_survive_the_swap(completions, label, order, expected):
+    pair = ["p"] * len(completions)
+    assert consistency_reward(None, completions, list(label), pair, order) == expected
+
+
+def test_consistency_reward_keeps_pairs_apart():
+    rewards = consistency_reward(None, [A, B, A, A], ["A", "B", "A", "B"], ["p", "p", "q", "q"],
+                                 ["AB", "BA", "AB", "BA"])  # fmt: skip
+    assert rewards == [1, 1, 0, 0]  # p right in both orders; q answered "A" twice
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        (A, 1.0),
+        (NONE, 0.5),  # type and solution, no eval, no verdict
+        ("<type>Chat</type><rubric>1. helpful <justify>why</justify></rubric><eval>x</eval><answer>[[B]]</answer>", 1),
+        ("<type>Chat</type><rubric>1. helpful</rubric><eval>x</eval><answer>[[B]]</answer>", 0.75),  # no <justify>
+        ("<type>Reasoning</type><rubric>r</rubric><eval>x</eval><answer>[[B]]</answer>", 0.75),  # needs <solution>
+        ("<answer>[[A]]</answer>", 0.25),
+        ("<eval>x</eval><answer>[[A]]</answer> and more", 0.25),  # text after the answer: not a strict verdict
+        ("nothing", 0.0),
+    ],
+)
+def test_format_score_counts_the_required_sections(text, score):
+    assert format_score(text) == score
+    assert REWARDS["format"](None, [[{"role": "assistant", "content": text}]]) == [score]
+
+
+def test_verdict_reward_logs_the_rollouts_status_and_a_rate():
+    logged = {}
+    rewards = REWARDS["verdict"](None, [A, B, NONE, A], ["A", "A", "B", "B"], log_metric=logged.__setitem__)
+    assert rewards == [1, -1, -1, -1]
+    assert logged["rollouts/a_rate"] == pytest.approx(2 / 3) and logged["rollouts/missing"] == 0.25
+
+
+def _jobs(n=6):
+    from reasrm.training.common import training_jobs
+
+    return training_jobs("demo", {"n": 40}, n, 0)
+
+
+def test_grpo_rows_put_both_orders_of_a_pair_next_to_each_other():
+    from reasrm.prompts import JudgePrompt
+
+    prompt = JudgePrompt.create("compact")
+    rows = grpo_rows(prompt, _jobs(), both_orders=True, seed=1)
+    assert len(rows) == 12 and [r["order"] for r in rows] == ["AB", "BA"] * 6
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        assert first["pair"] == second["pair"] and {first["label"], second["label"]} == {"A", "B"}
+    assert [r["pair"] for r in rows[::2]] != [pair.id for pair, _ in _jobs()]  # pairs are shuffled, with the seed
+    assert rows == grpo_rows(prompt, _jobs(), both_orders=True, seed=1)
+    single = grpo_rows(prompt, _jobs(), both_orders=False, seed=1)
+    assert len(single) == 6 and sorted(r["label"] for r in single) == ["A"] * 3 + ["B"] * 3
+
+
+def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp_path):
+    """TRL's own sampler and dataloader, as `reasrm rl` configures them: each generation batch (what a reward
+    function sees) holds both orders of each of its pairs, every prompt repeated num_generations times."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reasrm.models import load_model, load_tokenizer
+    from reasrm.prompts import JudgePrompt
+
+    rows = grpo_rows(JudgePrompt.create("compact"), _jobs(8), both_orders=True, seed=0)
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=8, max_steps=4,
+                      shuffle_dataset=False, report_to="none", bf16=False)  # fmt: skip
+    trainer = GRPOTrainer(model=load_model(str(tiny_model)), reward_funcs=REWARDS["verdict"], args=args,
+                          train_dataset=Dataset.from_list(rows),
+                          processing_class=load_tokenizer(str(tiny_model)))  # fmt: skip
+    batches = [batch for batch, _ in zip(trainer.get_train_dataloader(), range(4), strict=False)]
+    assert len(batches) == 4
+    for batch in batches:
+        seen = [(row["pair"], row["order"]) for row in batch]
+        assert len(batch) == 8 and all(seen.count(key) == 2 for key in seen)  # num_generations copies
+        for pair, _ in seen:
+            assert (pair, "AB") in seen and (pair, "BA") in seen
+
+
+def test_rl_config_problems_name_their_keys(capsys):
+    assert main(["validate", "stages/rl.yaml", "num_generations=3"]) == 2
+    err = capsys.readouterr().err
+    assert "per_device_train_batch_size: must be a multiple of 2 x num_generations: both orders of a pair (6)" in err
+    assert main(["validate", "stages/rl.yaml", "reward_weights=[1.0]", "filter_pass_rate=[0.9,0.1]",
+                 "loss_type=ppo"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "reward_weights: gives 1 weights for 3 rewards (verdict, consistency, format)" in err
+    assert "filter_pass_rate: must be [low, high] with 0 <= low <= high <= 1, got [0.9, 0.1]" in err
+    assert "loss_type: must be one of dapo, grpo, dr_grpo, bnpo, got 'ppo'" in err
+    assert main(["validate", "stages/rl.yaml", "both_orders=false", "num_generations=4",
+                 "per_device_train_batch_size=4"]) == 0  # fmt: skip
+    assert main(["validate", "stages/rl-rm-r1.yaml"]) == 0
+
+
+def _rl(tiny_model, tmp_path, *overrides):
+    return load_config("stages/rl.yaml", [f"model={tiny_model}", "recipe_params={n: 60}", "limit=4", "max_steps=2",
+                                          "num_generations=2", "per_device_train_batch_size=4",
+                                          "max_completion_length=8", "prompt_format=compact",
+                                          f"output={tmp_path / 'rl'}", *overrides],
+                       schema=RLConfig)  # fmt: skip
+
+
+def test_preflight_refuses_a_model_that_writes_no_verdict(tiny_model, tmp_path):
+    from reasrm.training.rl import run
+
+    with pytest.raises(ReasrmConfigError, match=r"wrote no valid verdict on 4 sampled training prompts .*"
+                                                r"Distill it first \(reasrm distill\)"):  # fmt: skip
+        run(_rl(tiny_model, tmp_path))
+    assert not (tmp_path / "rl" / "checkpoint-1").exists()
+
+
+def test_difficulty_filter_drops_pairs_outside_the_band(tiny_model, tmp_path):
+    from reasrm.training.rl import run
+
+    # The random model never writes a verdict: every pass rate is 0, below any band above 0.
+    with pytest.raises(ReasrmConfigError, match=r"filter_pass_rate': no pair's pass rate is in \[0.1, 0.9\]"):
+        run(_rl(tiny_model, tmp_path, "preflight=false", "filter_pass_rate=[0.1,0.9]", "filter_samples=2"))
+    report = json.loads((tmp_path / "rl" / "filter.json").read_text())
+    assert report == {"pass_rate": [0.1, 0.9], "samples_per_order": 2, "pairs": 4, "too_easy": 0, "too_hard": 4,
+                      "kept": 0}  # fmt: skip
+
+
+def test_rl_validates_on_held_out_pairs_and_draws_curves(tiny_model, tmp_path):
+    from reasrm.training.rl import run
+
+    final = run(_rl(tiny_model, tmp_path, "preflight=false", "validation_pairs=3", "eval_steps=1"))
+    records = [json.loads(line) for line in (final.parent / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2]
+    for r in records:
+        assert r["pairs"] == 3 and r["calls"] == 6 and len(r["right"]) == 3
+        assert {"valid", "a_rate", "statuses", "by_domain", "completion_tokens", "digest"} <= set(r)
+    assert (final.parent / "curves.png").stat().st_size > 1000
+    saved = json.loads((final.parent / "eval.json").read_text())
+    assert saved["before"]["step"] == 0 and saved["after"]["step"] == 2
+    history = json.loads((final.parent / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "validation/valid" in h] == [0, 1, 2]
+    assert any("rewards/consistency_reward/mean" in h and "rollouts/missing" in h for h in history)
+
+
+def test_rl_table_starts_from_the_distilled_judges_own_measurement(tiny_model, tmp_path, caplog):
+    """distill measures the base model and its judge on held-out pairs (eval.json); rl from that judge on the
+    same pairs reuses the judge's figures as its start and ends with base -> distill -> RL in one table."""
+    import logging
+
+    from reasrm.training.distill import DistillConfig
+    from reasrm.training.distill import run as distill
+    from reasrm.training.rl import run
+
+    cfg = load_config("stages/distill.yaml", [f"model={tiny_model}", "recipe_params={n: 60}", "limit=4", "max_steps=1",
+                                              "validation_pairs=2", "validation_max_new_tokens=8",
+                                              f"output={tmp_path / 'distill'}"], schema=DistillConfig)  # fmt: skip
+    final = distill(cfg)
+    measured = json.loads((tmp_path / "distill" / "eval.json").read_text())
+    assert measured["before"]["pairs"] == measured["after"]["pairs"] == 2
+    with caplog.at_level(logging.INFO, logger="reasrm"):
+        run(_rl(tiny_model, tmp_path, f"model={final}", "prompt_format=null", "preflight=false", "validation_pairs=2",
+                "eval_steps=0", "max_steps=1"))  # fmt: skip
+    records = [json.loads(line) for line in (tmp_path / "rl" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1]
+    assert {k: v for k, v in records[0].items() if k != "step"} == measured["after"]
+    table = next(r.getMessage() for r in caplog.records if "held-out validation" in r.getMessage() and "RL" in
+                 r.getMessage())  # fmt: skip
+    assert [line.split()[0] for line in table.splitlines()[2:]] == ["base", "after", "after"]
+    assert "after distill" in table and "after RL (step 1)" in table

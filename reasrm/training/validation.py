@@ -24,6 +24,8 @@ import logging
 import random
 from collections import defaultdict
 
+from tqdm.auto import tqdm
+
 from reasrm.backends import GenerationConfig
 from reasrm.data.build import collect, load_recipe
 from reasrm.data.pairs import Pair, Slot, assign_slots
@@ -67,7 +69,9 @@ def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]
     was_training = model.training
     model.eval()
     try:
-        judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s for _, s in jobs])
+        with tqdm(total=2 * len(jobs), unit="call", desc="validating", disable=None) as bar:
+            judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s for _, s in jobs],
+                                     on_call=bar.update)  # fmt: skip
     finally:
         model.train(was_training)
     groups = [[{"order": c.order, "chosen_slot": c.chosen_slot, "tokens": c.completion_tokens,

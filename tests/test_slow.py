@@ -134,7 +134,7 @@ def test_readme_rubric_walkthrough_runs_as_written(tmp_path):
         if args[:2] == ["rubric", "try"]:
             assert result.stdout.count("=== support-") == 3 and "support v1:" in result.stdout
     card = json.loads((tmp_path / "runs/support/rl/final/reasrm_judge.json").read_text())
-    assert (card["rubric_pack"], card["rubric_version"], card["prompt_format"]) == ("support", 1, "rm-r1-instruct")
+    assert (card["rubric_pack"], card["rubric_version"], card["prompt_format"]) == ("support", 1, "compact")
     judged = (tmp_path / "runs/support/judged.jsonl").read_text().splitlines()
     assert len(judged) == 8
 

@@ -7,8 +7,11 @@ temperature, top_p, n, stop; usage in the reply), ``POST /v1/judge`` (a prompt o
 responses -> verdict, status, the raw text of each order, the flip flag), ``GET /v1/models``, ``GET /health``.
 
 Binds 127.0.0.1 unless told otherwise. With an API key, a request without ``Authorization: Bearer KEY``
-gets 401 and is not processed (constant-time comparison). Malformed bodies get 422 naming the field,
-bodies over the size limit 413, generation errors 500 with the message; the server keeps serving.
+gets 401 and is not processed (constant-time comparison), except ``GET /health`` (liveness probes carry no
+key); ``/docs`` and ``/openapi.json`` are off. Malformed bodies get 422 naming the field (text that is not
+valid Unicode included, before it joins a batch), bodies over the size limit 413 (counted on the bytes
+read, so a chunked upload cannot skip it), generation errors 500 with the message; the server keeps serving.
+A batch whose backend call fails is retried member by member, so only the culprit request fails.
 
 Concurrent requests are batched: a queue gathers requests for a few milliseconds and sends them to the
 backend as one ``generate`` call (one at a time, in a worker thread), so throughput under load beats one
@@ -23,20 +26,33 @@ import hmac
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from reasrm.backends import Generation, GenerationConfig
 from reasrm.errors import ReasrmError
 from reasrm.judge import Judge
 
 
+def _encodable(text: str) -> str:
+    """Refuse text a tokenizer cannot take (a lone surrogate such as "\\ud800"), before it joins a batch."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid Unicode: a lone surrogate at character {e.start}") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+
+
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatRequest(BaseModel):
@@ -47,17 +63,17 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=16)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = None
 
 
 class JudgeRequest(BaseModel):
-    prompt: str | None = None
+    prompt: Text | None = None
     conversation: list[Message] | None = None
-    response_a: str = Field(min_length=1)
-    response_b: str = Field(min_length=1)
-    rubric: str | None = None  # a rubric pack id (else the judge's forced or card pack, else its prompt format)
-    reference: str | None = None  # a reference answer, shown by packs with `reference: use|require`
+    response_a: Text = Field(min_length=1)
+    response_b: Text = Field(min_length=1)
+    rubric: Text | None = None  # a rubric pack id (else the judge's forced or card pack, else its prompt format)
+    reference: Text | None = None  # a reference answer, shown by packs with `reference: use|require`
     both_orders: bool = False
     seed: int = 0
 
@@ -96,14 +112,20 @@ class Batcher:
                 await self._run_group(group)
 
     async def _run_group(self, group: list) -> None:
-        conversations = [c for convs, _, _ in group for c in convs]
+        """One backend call for the group; if it fails, each member runs alone, so only the culprit fails."""
         try:
-            generations = await asyncio.to_thread(self.backend.generate, conversations, group[0][1])
-        except Exception as e:  # the requests fail with a 500; the batcher keeps serving
-            for _, _, future in group:
-                if not future.done():
-                    future.set_exception(e)
-            return
+            await self._run(group)
+        except Exception as e:
+            if len(group) == 1:
+                if not group[0][2].done():
+                    group[0][2].set_exception(e)
+                return
+            for item in group:
+                await self._run_group([item])
+
+    async def _run(self, group: list) -> None:
+        conversations = [c for convs, _, _ in group for c in convs]
+        generations = await asyncio.to_thread(self.backend.generate, conversations, group[0][1])
         start = 0
         for convs, _, future in group:
             if not future.done():
@@ -121,14 +143,11 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         yield
         task.cancel()
 
-    app = FastAPI(title="reasrm judge", version="1", lifespan=lifespan)
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse({"error": {"message": f"body over {max_body_bytes} bytes"}}, status_code=413)
-        return await call_next(request)
+    # With a key, the interactive docs and schema are off (they would answer without one); /health stays
+    # open for liveness probes, which carry no key (as vLLM's does).
+    docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    # max_body_size: FastAPI counts the bytes actually read, so a chunked upload cannot slip past it (413).
+    app = FastAPI(title="reasrm judge", version="1", lifespan=lifespan, max_body_size=max_body_bytes, **docs)
 
     async def _authorised(request: Request) -> None:
         if api_key is None:
@@ -137,11 +156,17 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise HTTPException(status_code=401, detail="missing or wrong API key (Authorization: Bearer KEY)")
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # The field and the problem, not the input: an input can be what JSON cannot encode (a lone surrogate).
+        problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
+
     @app.exception_handler(Exception)
     async def _server_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": {"message": f"{type(error).__name__}: {error}"}}, status_code=500)
 
-    @app.get("/health", dependencies=[Depends(_authorised)])
+    @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "model": model_name}
 

@@ -301,14 +301,22 @@ def test_demo_recipe_is_deterministic_and_verifiable(tmp_path):
     assert list(verifiable(50, 3)) == list(verifiable(400, 3))[:50]  # a larger build extends a smaller one
     weighted = [r["meta"]["family"] for r in verifiable(8, 0, {"comparison": 2, "sorting": 1, "arithmetic": 0})]
     assert weighted == ["comparison", "comparison", "sorting"] * 2 + ["comparison"] * 2
+    assert list(verifiable(40, 3, levels=None)) == list(verifiable(40, 3))  # default: levels 1-3
+    assert {r["meta"]["level"] for r in verifiable(60, 3)} == {1, 2, 3}
+    assert {r["meta"]["level"] for r in verifiable(60, 3, levels=[2, 3])} == {2, 3}
     pairs = load_built(tmp_path / "a") + load_built(tmp_path / "a", "heldout")
-    families = {p.meta["family"] for p in pairs}
-    assert families == set(FAMILIES) and {p.meta["level"] for p in pairs} == {1, 2, 3}
-    share = sum(p.meta["family"] == "comparison" for p in pairs) / len(pairs)
-    assert 0.55 < share < 0.65  # the recipe weights comparisons 6 to 1 against each other family
-    for pair in pairs:
+    # the demo recipe: two-digit comparisons only, the family a 135M judge learns on a CPU
+    assert {(p.meta["family"], p.meta["level"]) for p in pairs} == {("comparison", 1)}
+    every = [r for family in FAMILIES for level in (1, 2, 3)
+             for r in verifiable(30, 3, {family: 1}, [level])]  # fmt: skip
+    for pair in pairs + [_pair(r) for r in every]:
         assert pair.reference and pair.chosen != pair.rejected
         assert _correct(pair, pair.chosen) and not _correct(pair, pair.rejected), pair
+
+
+def _pair(row: dict) -> Pair:
+    return Pair(id=row["id"], context=({"role": "user", "content": row["prompt"]},), chosen=row["chosen"],
+                rejected=row["rejected"], reference=row["reference"], meta=row["meta"])  # fmt: skip
 
 
 def _correct(pair: Pair, answer: str) -> bool:
@@ -353,10 +361,14 @@ def test_planted_overlap_with_rm_bench_is_found_and_dropped(shared, tmp_path, wr
     assert dropped["sources"]["s"] == {"read": 3, "kept": 2, "dropped": {"contaminated": 1}}
 
 
-def test_generator_family_weights_are_checked(tmp_path):
+def test_generator_family_weights_and_levels_are_checked(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
                     "    families: {comparison: 1, algebra: 2}\n")  # fmt: skip
     with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].families.algebra: unknown family; known: "
                                                 r"comparison, arithmetic"):  # fmt: skip
+        load_recipe(str(path))
+    path.write_text("stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
+                    "    levels: [1, 4]\n")  # fmt: skip
+    with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].levels: must be a non-empty list of 1, 2, 3"):
         load_recipe(str(path))

@@ -75,7 +75,7 @@ def test_wrong_or_missing_key_is_refused(server):
     server, _ = server
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0).models.list()
-    assert httpx.get(f"{server}/health").status_code == 401
+    assert httpx.get(f"{server}/v1/models").status_code == 401
     body = {"prompt": "q", "response_a": "a", "response_b": "b"}
     assert httpx.post(f"{server}/v1/judge", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
 
@@ -128,10 +128,77 @@ def test_bad_chat_request_and_rubric_get_422(server):
     assert reply.status_code == 422 and "rubric" in reply.text
 
 
-def test_oversized_body_gets_413(server):
+def test_health_is_open_and_docs_are_off_under_a_key(server):
+    server, name = server
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "model": name}  # liveness probes carry no key
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(f"{server}{path}").status_code == 404, path
+
+
+def test_oversized_body_gets_413_with_or_without_content_length(server):
     server, _ = server
     body = {"prompt": "q" * 3_000_000, "response_a": "a", "response_b": "b"}
     assert httpx.post(f"{server}/v1/judge", json=body, headers=AUTH).status_code == 413
+
+    def chunks(size):  # Transfer-Encoding: chunked, no Content-Length to trust
+        yield b'{"prompt": "'
+        for _ in range(size // 10_000):
+            yield b"q " * 5_000
+        yield b'", "response_a": "a", "response_b": "b"}'
+
+    headers = {**AUTH, "content-type": "application/json"}
+    for size in (3_000_000, 50_000_000):
+        reply = httpx.post(f"{server}/v1/judge", content=chunks(size), headers=headers, timeout=60)
+        assert reply.status_code == 413, (size, reply.text[:200])
+    small = httpx.post(f"{server}/v1/judge", content=chunks(10_000), headers=headers, timeout=60)
+    assert small.status_code == 200, small.text[:200]
+
+
+def test_a_bad_request_fails_alone_not_with_its_batch(server):
+    server, _ = server
+    surrogate = b'{"messages": [{"role": "user", "content": "hi \\ud800"}], "max_tokens": 3}'
+    judge_body = {"prompt": "What is 2 + 2?", "response_a": "4", "response_b": "5"}
+    with ThreadPoolExecutor(8) as pool:
+        bad = pool.submit(httpx.post, f"{server}/v1/chat/completions", content=surrogate, timeout=60,
+                          headers={**AUTH, "content-type": "application/json"})  # fmt: skip
+        good = [pool.submit(httpx.post, f"{server}/v1/judge", json=judge_body, headers=AUTH, timeout=60)
+                for _ in range(7)]  # fmt: skip
+        replies = [f.result() for f in good]
+    assert bad.result().status_code == 422, bad.result().text
+    assert "messages" in bad.result().text and "surrogate" in bad.result().text
+    assert [r.status_code for r in replies] == [200] * 7
+
+
+def test_a_failing_batch_is_retried_member_by_member(tiny_model):
+    """A request that passes validation and still breaks the backend call fails alone: its batch mates are
+    retried one by one and get the replies they would have got on their own."""
+    import asyncio
+
+    from reasrm.backends import GenerationConfig
+    from reasrm.backends.hf import HFBackend
+    from reasrm.serve import Batcher
+
+    class Fragile(HFBackend):  # the real backend, failing on one marked conversation
+        def generate(self, conversations, settings):
+            if any("POISON" in m["content"] for c in conversations for m in c):
+                raise RuntimeError("the backend broke")
+            return super().generate(conversations, settings)
+
+    backend, settings = Fragile.load(str(tiny_model)), GenerationConfig(max_new_tokens=4)
+    texts = ["one", "POISON", "two", "three"]
+
+    async def main():
+        batcher = Batcher(backend, window=0.2)
+        task = asyncio.create_task(batcher.run())
+        calls = [batcher.generate([[{"role": "user", "content": t}]], settings) for t in texts]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        task.cancel()
+        return results
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], RuntimeError) and str(results[1]) == "the backend broke"
+    alone = backend.generate([[{"role": "user", "content": t}] for t in ("one", "two", "three")], settings)
+    assert [r[0].text for r in (results[0], results[2], results[3])] == [g.text for g in alone]
 
 
 def test_generation_error_is_a_500_and_the_server_keeps_serving(tiny_model, tmp_path):

@@ -41,7 +41,8 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 def read_source(source: SourceConfig) -> Iterator[tuple[str, dict | RowError]]:
     if source.generator is not None:
-        for i, row in enumerate(GENERATORS[source.generator](source.n or 0, source.seed or 0, source.families)):
+        rows = GENERATORS[source.generator](source.n or 0, source.seed or 0, source.families, source.levels)
+        for i, row in enumerate(rows):
             yield f"{source.name}:{i + 1}", row
         return
     path = Path(source.path).expanduser()

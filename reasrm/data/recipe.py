@@ -48,6 +48,7 @@ class SourceConfig:
         "null = each family once.",
         None,
     )
+    levels: list[int] | None = option("Generator `verifiable`: difficulty levels to draw from (1-3); null = all.", None)
     converter: str | None = option(f"Row converter: one of {', '.join(CONVERTERS)}; null = `pairs`.", None)
     columns: dict[str, str] = option("Pair field -> source column, applied before the converter.", factory=dict)
     domain: str | None = option("Domain of rows that give none.", None)
@@ -70,6 +71,8 @@ class SourceConfig:
                 problems.append((f"{prefix}families.{family}", f"must be >= 0, got {weight}"))
         if self.families is not None and not sum(self.families.values()):
             problems.append((f"{prefix}families", "every weight is 0: no pairs to make"))
+        if self.levels is not None and (not self.levels or not set(self.levels) <= {1, 2, 3}):
+            problems.append((f"{prefix}levels", f"must be a non-empty list of 1, 2, 3, got {self.levels}"))
         if self.converter is not None and self.converter not in CONVERTERS:
             problems.append((f"{prefix}converter", f"must be one of {', '.join(CONVERTERS)}, got {self.converter!r} "
                              "(or use 'columns')"))  # fmt: skip

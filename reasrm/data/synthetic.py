@@ -220,13 +220,17 @@ FAMILIES: dict[str, Callable[[random.Random, int], dict]] = {
 }
 
 
-def verifiable(n: int, seed: int, families: dict[str, int] | None = None) -> Iterator[dict]:
-    """``n`` pair rows; pair ``i`` depends only on ``(seed, i)`` and ``families`` (family -> weight: its
-    share of the cycle pairs are dealt from; default every family once)."""
+def verifiable(
+    n: int, seed: int, families: dict[str, int] | None = None, levels: list[int] | None = None
+) -> Iterator[dict]:
+    """``n`` pair rows; pair ``i`` depends only on ``(seed, i)``, ``families`` (family -> weight: its
+    share of the cycle pairs are dealt from; default every family once) and ``levels`` (the difficulty
+    levels drawn from, uniformly; default 1-3)."""
     names = [name for name, weight in (families or dict.fromkeys(FAMILIES, 1)).items() for _ in range(weight)]
     for i in range(n):
         rng = random.Random(f"{seed}:{i}")
-        family, level = names[i % len(names)], rng.randint(1, 3)
+        family = names[i % len(names)]
+        level = rng.randint(1, 3) if levels is None else rng.choice(sorted(levels))
         row = FAMILIES[family](rng, level)
         mistake = row.pop("mistake")
         row.update(id=f"verifiable-{seed}-{i}", meta={"family": family, "level": level, "mistake": mistake})

@@ -2,6 +2,7 @@
 
     python bench/learning.py                     # ~1 h on a 2-core CPU; --help for the knobs
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
+    python bench/learning.py --mix               # the whole graded mix: five families, levels 1-3
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -53,11 +54,18 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=256, help="stage-one chains")
     parser.add_argument("--steps", type=int, default=12, help="GRPO steps per RL run")
     parser.add_argument("--output", default="runs/bench/learning")
+    parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="all five task families at levels 1-3 (default: the demo recipe's two-digit comparisons)",
+    )
     parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
     parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
     args = parser.parse_args()
     out = Path(args.output)
-    data = f"recipe_params={{n: {args.n}}}"
+    mix = ", families: {comparison: 1, arithmetic: 1, unit_conversion: 1, sorting: 1, python_expression: 1}, " \
+          "levels: [1, 2, 3]" if args.mix else ""  # fmt: skip
+    data = f"recipe_params={{n: {args.n}{mix}}}"
     seconds = {}
     start = args.skip_distill or str(out / "distill" / "final")
     if not args.skip_distill:

@@ -14,8 +14,9 @@ instructions) is rendered with :func:`escape`:
 - verdict-grammar tags (``reasrm.verdict.TAGS``), any case and spacing, opening or closing: ``<`` and
   ``>`` become ``&lt;`` and ``&gt;``, e.g. ``<answer>`` -> ``&lt;answer&gt;``;
 - verdict markers ``[[A]]`` / ``[[B]]`` (any case, inner spaces): ``[ [A] ]``;
-- frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``, ``[Reference Answer]``:
-  brackets become parentheses, ``(The End of Chatbot A's Response)``.
+- frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``, ``[Reference Answer]``,
+  and their look-alikes (spaces inside the brackets, full-width ``［...］`` and other bracket forms):
+  the brackets become parentheses, ``(The End of Chatbot A's Response)``.
 
 Text without these patterns is rendered unchanged, so ordinary pairs stay byte-compatible.
 """
@@ -33,7 +34,10 @@ from reasrm.verdict import TAGS
 
 _TAG = re.compile(rf"<\s*(/?)\s*({'|'.join(TAGS)})\s*>", re.IGNORECASE)
 _MARKER = re.compile(r"\[\[\s*([ab])\s*\]\]", re.IGNORECASE)
-_FRAME = re.compile(r"\[((?:The (?:Start|End) of [^\]\n]{0,200})|Client Question|Reference Answer)\]", re.IGNORECASE)
+# Frame lines and their look-alikes: spaces inside the brackets, full-width and other bracket forms.
+_OPEN, _CLOSE = "[\\[\uff3b\u3010\u3014\u27e6\u301a]", "[\\]\uff3d\u3011\u3015\u27e7\u301b]"
+_FRAME = re.compile(rf"{_OPEN}\s*((?:The\s+(?:Start|End)\s+of\s[^\n\]\uff3d\u3011\u3015\u27e7\u301b]{{0,200}}?)"
+                    rf"|Client\s+Question|Reference\s+Answer)\s*{_CLOSE}", re.IGNORECASE)  # fmt: skip
 
 
 def escape(text: str) -> str:

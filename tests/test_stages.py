@@ -142,3 +142,38 @@ def test_stage_configs_validate_and_report_problems(capsys):
     assert "rubric: unknown rubric pack 'suport' (did you mean 'support'?)" in capsys.readouterr().err
     assert main(["validate", "stages/rl.yaml", "rewards=[verdict,consistensy]"]) == 2
     assert "rewards: unknown reward 'consistensy'; valid names: verdict, consistency, format" in capsys.readouterr().err
+
+
+# A chat template without generation markers and unlike SmolLM2's (Zephyr-style turns).
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", ["smollm2", "plain"])
+def test_sft_loss_covers_exactly_the_assistant_reply(tiny_model, tmp_path, template):
+    """The training labels of a rendered example are the chain and the end-of-turn token, token for token:
+    the system and user turns and the assistant header carry no loss (RM-R1's preprocessing leaked the
+    header into the target)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasrm.training.distill import sft_examples, sft_trainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    end = "<|im_end|>"
+    if template == "plain":
+        tokenizer.chat_template, end = PLAIN_TEMPLATE, "</s>"
+    chain = "<type>Reasoning</type>\n<solution>83 is larger.</solution>\n<answer>[[A]]</answer>"
+    messages = [{"role": "system", "content": "Judge."}, {"role": "user", "content": "Which is larger, 83 or 47?"}]
+    examples = sft_examples([{"kept": True, "messages": messages, "chain": chain}])
+    cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
+    trainer = sft_trainer(cfg, AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer, examples, tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    trained = [i for i, label in zip(ids, labels, strict=True) if label != -100]
+    assert [label for label in labels if label != -100] == trained  # labels are the input ids where trained
+    assert tokenizer.decode(trained).rstrip("\n") == chain + end  # the reply and its end-of-turn token
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    untrained = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label == -100])
+    assert untrained == prompt  # system, user and the assistant header: no loss

@@ -96,18 +96,12 @@ def sft_examples(records: list[dict]) -> list[dict]:
             for r in records if r["kept"]]  # fmt: skip
 
 
-def run(cfg: DistillConfig) -> Path:
-    """Chains, then SFT; returns ``output/final`` (a judge checkpoint with its card)."""
+def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], output: Path):
+    """TRL's SFTTrainer on prompt-completion examples: the loss covers the assistant reply only (the chain
+    and its end-of-turn token; not the system and user turns, nor the assistant header), for any chat
+    template, with or without generation markers (tests/test_stages.py checks it token by token)."""
     from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
     from trl import SFTConfig, SFTTrainer
-
-    where = trainable(cfg.model)
-    prompt, jobs, output = prepare(cfg)
-    records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
-    examples = sft_examples(records)
-    if not examples:
-        raise ReasrmDataError(f"the teacher kept no chains ({output / 'chains.jsonl'} says why): nothing to train on")
-    log.info("distill: %d of %d chains kept; training %s", len(examples), len(records), where)
 
     args = SFTConfig(
         max_steps=cfg.max_steps,
@@ -120,6 +114,19 @@ def run(cfg: DistillConfig) -> Path:
         completion_only_loss=True,
         **trainer_args(output, cfg),
     )
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
+
+
+def run(cfg: DistillConfig) -> Path:
+    """Chains, then SFT; returns ``output/final`` (a judge checkpoint with its card)."""
+    where = trainable(cfg.model)
+    prompt, jobs, output = prepare(cfg)
+    records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
+    examples = sft_examples(records)
+    if not examples:
+        raise ReasrmDataError(f"the teacher kept no chains ({output / 'chains.jsonl'} says why): nothing to train on")
+    log.info("distill: %d of %d chains kept; training %s", len(examples), len(records), where)
+
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model)
     heldout = []
@@ -127,9 +134,7 @@ def run(cfg: DistillConfig) -> Path:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
     if heldout:
         measured = {"before": validate(model, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)}
-    model.train()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer)  # fmt: skip
+    trainer = sft_trainer(cfg, model.train(), tokenizer, examples, output)
     trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
     final = output / "final"
     trainer.save_model(str(final))

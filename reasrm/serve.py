@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from reasrm.backends import Generation, GenerationConfig
 from reasrm.errors import ReasrmError
 from reasrm.judge import Judge
+from reasrm.rubrics import available_packs
 
 
 def _encodable(text: str) -> str:
@@ -72,7 +73,7 @@ class JudgeRequest(BaseModel):
     conversation: list[Message] | None = None
     response_a: Text = Field(min_length=1)
     response_b: Text = Field(min_length=1)
-    rubric: Text | None = None  # a rubric pack id (else the judge's forced or card pack, else its prompt format)
+    rubric: Text | None = None  # a pack id of the server's (else the judge's forced or card pack, else its format)
     reference: Text | None = None  # a reference answer, shown by packs with `reference: use|require`
     both_orders: bool = False
     seed: int = 0
@@ -134,8 +135,12 @@ class Batcher:
 
 
 def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_body_bytes: int = 2_000_000,
-               window: float = 0.005) -> FastAPI:  # fmt: skip
+               window: float = 0.005, packs: list[str] | None = None) -> FastAPI:  # fmt: skip
+    """``packs``: the rubric pack ids a request may name (default: those found by id when the server starts,
+    ``./rubrics`` and the shipped ones). Over HTTP a rubric is an id from this list, never a path: a client
+    must not make the server open a file it names."""
     batcher = Batcher(judge.backend, window)
+    packs = sorted(available_packs() if packs is None else packs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -206,6 +211,9 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
 
     @app.post("/v1/judge", dependencies=[Depends(_authorised)])
     async def judge_pair(body: JudgeRequest) -> dict:
+        if body.rubric is not None and body.rubric not in packs:
+            raise HTTPException(status_code=422, detail=f"rubric: {body.rubric!r} is not a rubric pack id of this "
+                                                        f"server; available: {', '.join(packs)}")  # fmt: skip
         row = {"response_a": body.response_a, "response_b": body.response_b, "rubric": body.rubric,
                "reference": body.reference}  # fmt: skip
         if body.prompt is not None:

@@ -128,6 +128,25 @@ def test_bad_chat_request_and_rubric_get_422(server):
     assert reply.status_code == 422 and "rubric" in reply.text
 
 
+def test_a_rubric_over_http_is_a_pack_id_never_a_path(server, tmp_path):
+    """A client cannot make the server open a file: a path gets the same 422 whether or not it exists, and
+    nothing of its contents."""
+    server, _ = server
+    secret = tmp_path / "creds.yaml"
+    secret.write_text("id: x\napi_token: hunter2\n")
+    replies = {}
+    for rubric in (str(secret), str(tmp_path / "absent.yaml"), "../rubrics/chat.yaml", "medical"):
+        body = {"prompt": "q", "response_a": "a", "response_b": "b", "rubric": rubric}
+        replies[rubric] = httpx.post(f"{server}/v1/judge", json=body, headers=AUTH)
+        assert replies[rubric].status_code == 422, rubric
+        detail = replies[rubric].json()["detail"]
+        assert detail.startswith(f"rubric: {rubric!r} is not a rubric pack id") and "available: chat, code" in detail
+        assert "api_token" not in replies[rubric].text and "hunter2" not in replies[rubric].text
+    ok = httpx.post(f"{server}/v1/judge", json={"prompt": "q", "response_a": "a", "response_b": "b", "rubric": "chat"},
+                    headers=AUTH, timeout=60)  # fmt: skip
+    assert ok.status_code == 200 and ok.json()["rubric"]["id"] == "chat"
+
+
 def test_health_is_open_and_docs_are_off_under_a_key(server):
     server, name = server
     assert httpx.get(f"{server}/health").json() == {"status": "ok", "model": name}  # liveness probes carry no key

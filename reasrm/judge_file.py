@@ -20,7 +20,7 @@ from reasrm.data.pairs import Pair, assign_slots, read_pairs
 from reasrm.errors import ReasrmDataError
 from reasrm.judge import Judge, Judgement
 from reasrm.models import resolve
-from reasrm.runs import ResumableJsonl, judge_in_chunks, output_problems, prepare_output
+from reasrm.runs import ResumableJsonl, discard_output, judge_in_chunks, output_problems, prepare_output
 
 
 @dataclass
@@ -64,8 +64,19 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
     card = read_card(cfg.model)
     prompt = judge_prompt(cfg.model, card, cfg.prompt_format, cfg.rubric)
     prompt.check(pairs)
-    output = Path(cfg.output)
-    prepare_output(output, output.with_suffix(".config.yaml"), cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    output, saved = Path(cfg.output), Path(cfg.output).with_suffix(".config.yaml")
+    fresh = not (cfg.resume and output.is_file() and output.stat().st_size)
+    prepare_output(output, saved, cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    try:
+        _judge_into(cfg, output, pairs, slots, prompt, card, show)
+    except Exception:
+        if fresh and not (output.is_file() and output.stat().st_size):
+            discard_output(output, saved)  # a run that failed before its first result leaves no files
+        raise
+    return output
+
+
+def _judge_into(cfg: JudgeConfig, output: Path, pairs: list[Pair], slots: dict, prompt, card, show) -> None:
     with ResumableJsonl(output, resume=cfg.resume) as out:
         unknown = out.done - set(slots)
         if unknown:
@@ -74,7 +85,7 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
             )
         pending = [p for p in pairs if p.id not in out.done]
         if not pending:
-            return output
+            return
         judge = Judge(load_backend(cfg.backend, cfg.model, cfg.base_url), prompt, cfg.generation, card)
 
         def step(part: list[Pair], on_calls) -> list[dict]:
@@ -85,4 +96,3 @@ def run(cfg: JudgeConfig, show: Callable[[Judgement, Pair], None] | None = None)
             return [j.to_dict() for j in judgements]
 
         judge_in_chunks(pending, step, out, cfg.generation.batch_size, 2 if cfg.both_orders else 1)
-    return output

@@ -145,7 +145,7 @@ def load_tokenizer(name_or_path: str | None):
     where, gguf = resolve(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=gguf)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # no files, or a config.json transformers cannot read
         raise ReasrmError(f"cannot load the tokenizer of {name_or_path}: {_first_line(e)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -162,7 +162,7 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
         model = AutoModelForCausalLM.from_pretrained(
             where, gguf_file=gguf, dtype=dtype or pick_dtype(device), attn_implementation=pick_attention(device)
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # no weights, or a config.json without a known model_type
         raise ReasrmError(f"cannot load model {name_or_path}: {_first_line(e)}") from None
     return model.to(device).eval()
 

@@ -5,7 +5,9 @@ output that holds a previous run is never replaced by accident. ``resume=true`` 
 when the result-affecting settings saved beside it are unchanged; ``overwrite=true`` replaces it (a
 folder only when reasrm wrote it); the two exclude each other, which ``reasrm validate`` already reports
 (:func:`output_problems`, called by every schema's ``check()``). The resolved config is saved beside the
-output, so the run can be reproduced and resumed.
+output, so the run can be reproduced and resumed. A run holds an exclusive lock on its output for as long
+as the process lives (:func:`lock_output`): a second run on the same output is refused with the holder's
+PID instead of interleaving its records with the first one's.
 
 **Judging loop**: the items not yet in a resumable JSONL go to the model a chunk (a few batches) at a
 time, and each record is appended and flushed as its chunk lands: a killed run loses at most one chunk,
@@ -18,7 +20,9 @@ always answers "B"; these figures do not.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -41,6 +45,49 @@ def output_problems(cfg) -> list[Problem]:
     if getattr(cfg, "resume", False) and getattr(cfg, "overwrite", False):
         return [("resume", "resume and overwrite exclude each other: set one of them")]
     return []
+
+
+_LOCKS: dict[Path, object] = {}  # outputs this process holds (re-entrant: a stage, then its resume)
+
+
+def lock_output(output: str | Path) -> None:
+    """Hold an exclusive lock on ``output`` until this process ends (``fcntl.flock`` on a hidden
+    ``.NAME.lock`` beside it, which outlives an overwrite of the output). Another process holding it:
+    a clear error naming its PID."""
+    lock = Path(output).resolve()
+    lock = lock.parent / f".{lock.name}.lock"
+    if lock in _LOCKS:
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ReasrmConfigError(f"{output} is in use by another reasrm run (PID {holder}; lock {lock}): wait for "
+                                "it to finish or choose another output") from None  # fmt: skip
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _LOCKS[lock] = handle
+
+
+def discard_output(output: str | Path, saved: Path) -> None:
+    """Remove what a run that failed before its first result created: the empty output, the config saved
+    for it and its lock (a failed run leaves no files behind)."""
+    output = Path(output)
+    if output.is_file() and output.stat().st_size == 0:
+        output.unlink()
+    elif output.is_dir() and not any(p != saved for p in output.iterdir()):
+        shutil.rmtree(output)
+    saved.unlink(missing_ok=True)
+    lock = output.resolve().parent / f".{output.resolve().name}.lock"
+    if lock in _LOCKS:
+        _LOCKS.pop(lock).close()
+        lock.unlink(missing_ok=True)
 
 
 def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
@@ -76,6 +123,7 @@ def prepare_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str,
     """Claim ``output`` for a run of ``cfg`` as :func:`check_output` allows: a previous run is kept (resume)
     or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path."""
     output = Path(output)
+    lock_output(output)
     state = check_output(output, saved, cfg, result_keys, resume, overwrite)
     if state == "replace" and output.is_file():
         output.unlink()

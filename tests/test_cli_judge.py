@@ -91,3 +91,43 @@ def test_unknown_prompt_format_and_missing_model(checkpoint, write_jsonl, tmp_pa
     assert missing.stderr.strip() == f"reasrm: error: model not found: {tmp_path}/nope is neither a model folder, " \
         "a .gguf file nor a hub id"  # fmt: skip
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.config.yaml").exists()
+
+
+def test_a_second_run_on_a_locked_output_is_refused_with_the_holders_pid(checkpoint, write_jsonl, tmp_path):
+    """Two runs on one output would interleave their records: the second is refused (exit 2, the holder's
+    PID), and a holder killed with SIGKILL leaves no stale lock."""
+    pairs = write_jsonl(ROWS)
+    out = tmp_path / "judged.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom reasrm.runs import lock_output\n"
+                               f"lock_output({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = ["judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(out), "--max-new-tokens",
+                "4", "--resume"]  # fmt: skip
+        second = reasrm(*args)
+        assert second.returncode == 2, second.stderr
+        assert f"is in use by another reasrm run (PID {holder.pid};" in second.stderr
+        assert not out.exists()  # the refused run wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    after = reasrm(*args)
+    assert after.returncode == 0, after.stderr
+    assert [r["id"] for r in _lines(out)] == [r["id"] for r in ROWS]
+
+
+@pytest.mark.parametrize("broken", ["empty config", "no weights"])
+def test_a_model_that_cannot_load_is_one_line_and_leaves_no_files(checkpoint, write_jsonl, tmp_path, broken):
+    model = tmp_path / "model"
+    if broken == "empty config":
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+    else:
+        shutil.copytree(checkpoint, model, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    out = tmp_path / "out" / "judged.jsonl"
+    result = reasrm("judge", "--model", str(model), "--prompt-format", "rm-r1-instruct", "--pairs",
+                    str(write_jsonl(ROWS[:1])), "--output", str(out))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().startswith(f"reasrm: error: cannot load model {model}: ")
+    assert not out.parent.exists() or not any(out.parent.iterdir())  # no output, config or lock left behind

@@ -29,7 +29,7 @@ from reasrm.data.synthetic import GENERATORS
 from reasrm.errors import ReasrmDataError
 from reasrm.resources import recipes_dir
 from reasrm.rubrics import pack_error
-from reasrm.runs import check_output, prepare_output
+from reasrm.runs import check_output, lock_output, prepare_output
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -128,6 +128,7 @@ def build(cfg: RecipeConfig, output: str | Path | None = None, overwrite: bool =
     """Run the recipe; write the dataset folder when ``output`` is given (the resolved recipe is saved in it
     as ``recipe.yaml``; a previous dataset there is replaced only with ``overwrite``). Returns the report."""
     if output is not None:  # refused before the work, written only after it: a failed build leaves nothing
+        lock_output(output)
         check_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite)
     train, heldout, ledger, report = collect(cfg)
     if output is not None:

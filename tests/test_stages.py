@@ -117,6 +117,18 @@ def test_teacher_chains_are_trained_on_by_distill_resume(tiny_model, tmp_path):
     assert JudgeCard.load(tmp_path / "distill" / "final").data_recipe == "demo"
 
 
+def test_teacher_resume_with_changed_settings_is_refused(tmp_path, capsys):
+    """Chains of one pack and size are never appended to by a run with another (exit 2, the file unchanged)."""
+    args = ["stages/distill.yaml", "limit=4", "validation_pairs=0", f"output={tmp_path}"]
+    assert main(["teacher", *args]) == 0
+    before = (tmp_path / "chains.jsonl").read_text()
+    for changed in (["limit=8"], ["rubric=chat"], ["prompt_format=rm-r1-instruct"]):
+        assert main(["teacher", *args, *changed, "resume=true"]) == 2
+        key = changed[0].split("=")[0]
+        assert f"cannot resume {tmp_path}: '{key}' was" in capsys.readouterr().err
+    assert (tmp_path / "chains.jsonl").read_text() == before
+
+
 def test_distill_with_no_kept_chains_says_why(tiny_model, tmp_path):
     from reasrm.training.distill import run as distill
 

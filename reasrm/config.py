@@ -131,7 +131,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         cfg = OmegaConf.merge(OmegaConf.structured(schema), *provided)
     except OmegaConfBaseException as e:
         raise ReasrmConfigError("\n".join([*problems, f"{where}: {str(e).splitlines()[0]}"])) from None
-    for key in sorted(OmegaConf.missing_keys(cfg)):
+    try:
+        missing_keys = sorted(OmegaConf.missing_keys(cfg))
+    except OmegaConfBaseException as e:  # e.g. n=abc where ${params.n} must be an integer
+        raise ReasrmConfigError("\n".join([*problems, f"{where}: {str(e).splitlines()[0]}"])) from None
+    for key in missing_keys:
         parent, _, leaf = key.rpartition(".")
         if OmegaConf.is_interpolation(OmegaConf.select(cfg, parent) if parent else cfg, leaf):
             continue  # it only points at a missing value, which is reported itself

@@ -54,6 +54,7 @@ def lock_output(output: str | Path) -> None:
     """Hold an exclusive lock on ``output`` until this process ends (``fcntl.flock`` on a hidden
     ``.NAME.lock`` beside it, which outlives an overwrite of the output). Another process holding it:
     a clear error naming its PID."""
+    _check_parents(Path(output))
     lock = Path(output).resolve()
     lock = lock.parent / f".{lock.name}.lock"
     if lock in _LOCKS:
@@ -73,6 +74,12 @@ def lock_output(output: str | Path) -> None:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     _LOCKS[lock] = handle
+
+
+def _check_parents(output: Path) -> None:
+    file = next((p for p in output.absolute().parents if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise ReasrmConfigError(f"{output}: cannot write there: {file} is a file, not a folder")
 
 
 def discard_output(output: str | Path, saved: Path) -> None:
@@ -97,6 +104,7 @@ def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, .
     run with the same ``result_keys``) or ``"replace"`` (overwriting a previous run). Anything else is
     refused with the way out. Changes nothing."""
     output = Path(output)
+    _check_parents(output)
     is_file = saved.parent != output
     if resume and overwrite:
         raise ReasrmConfigError("resume and overwrite exclude each other: set one of them")

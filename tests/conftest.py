@@ -62,7 +62,8 @@ def tiny_model(tmp_path_factory) -> Path:
 def write_jsonl(tmp_path):
     def write(rows, name="pairs.jsonl") -> Path:
         path = tmp_path / name
-        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+        lines = (r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode() for r in rows)
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
         return path
 
     return write

@@ -131,3 +131,36 @@ def test_a_model_that_cannot_load_is_one_line_and_leaves_no_files(checkpoint, wr
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().startswith(f"reasrm: error: cannot load model {model}: ")
     assert not out.parent.exists() or not any(out.parent.iterdir())  # no output, config or lock left behind
+
+
+def test_user_mistakes_are_one_line_and_exit_2(checkpoint, write_jsonl, tmp_path):
+    ok = write_jsonl(ROWS[:1])
+    (tmp_path / "afile").write_text("")
+    cases = [
+        (["judge", "--model", str(checkpoint), "--pairs", str(write_jsonl([b'{"id": "\xff"}'], "bad.jsonl")),
+          "--output", str(tmp_path / "o.jsonl")], "bad.jsonl:1: not UTF-8 text (byte 9 of the line)"),
+        (["judge", "--model", str(checkpoint), "--pairs", str(write_jsonl(['{"id": "a", "prompt": "\\ud800 q", '
+          '"chosen": "a", "rejected": "b"}'], "s.jsonl")), "--output", str(tmp_path / "o.jsonl")],
+         "s.jsonl:1: field 'prompt': not valid Unicode (a lone surrogate at character 1)"),
+        (["judge", "--model", str(checkpoint), "--pairs", str(ok), "--output", str(tmp_path / "afile" / "o.jsonl")],
+         f"cannot write there: {tmp_path / 'afile'} is a file, not a folder"),
+        (["data", "build", "data_recipes/demo.yaml", "n=abc", "--output", str(tmp_path / "data")],
+         "Value 'abc' of type 'str' could not be converted to Integer"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = reasrm(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bad.jsonl", "pairs.jsonl", "s.jsonl"]
+
+
+def test_parquet_pairs_are_read_directly(checkpoint, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pairs = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS[:2]), pairs)
+    result = reasrm("judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(tmp_path / "o.jsonl"),
+                    "--max-new-tokens", "4")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["id"] for r in _lines(tmp_path / "o.jsonl")] == ["q0", "q1"]

@@ -23,16 +23,13 @@ from tqdm.auto import tqdm
 
 from reasrm.config import load_config
 from reasrm.data.converters import CONVERTERS, BadRow, map_columns
-from reasrm.data.pairs import Pair, RowError, assign_slots, content_id, iter_jsonl, pair_from_dict
+from reasrm.data.pairs import DATA_SUFFIXES, Pair, RowError, assign_slots, content_id, iter_rows, pair_from_dict
 from reasrm.data.recipe import RecipeConfig, SourceConfig
 from reasrm.data.synthetic import GENERATORS
 from reasrm.errors import ReasrmDataError
 from reasrm.resources import recipes_dir
 from reasrm.rubrics import pack_error
 from reasrm.runs import check_output, lock_output, prepare_output
-
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
-
 
 # ---------------------------------------------------------------------------------------------------
 # Reading sources: (where, row) for each raw row; an unreadable row comes as a RowError
@@ -51,9 +48,9 @@ def read_source(source: SourceConfig) -> Iterator[tuple[str, dict | RowError]]:
         if not files:
             raise ReasrmDataError(f"{path}: a folder without data files ({', '.join(DATA_SUFFIXES)})")
         for file in files:
-            yield from _read_file(file)
+            yield from iter_rows(file)
     elif path.is_file():
-        yield from _read_file(path)
+        yield from iter_rows(path)
     elif _looks_like_hub_id(source.path):
         yield from _read_hub(source)
     else:
@@ -62,29 +59,6 @@ def read_source(source: SourceConfig) -> Iterator[tuple[str, dict | RowError]]:
 
 def _looks_like_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
-
-
-def _read_file(path: Path) -> Iterator[tuple[str, dict | RowError]]:
-    if path.suffix == ".jsonl":
-        yield from iter_jsonl(path)
-    elif path.suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ReasrmDataError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if not isinstance(rows, list):
-            raise ReasrmDataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
-        for i, row in enumerate(rows):
-            yield f"{path}:row {i + 1}", row
-    else:
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise ReasrmDataError(f"{path}: unreadable parquet file: {str(e).splitlines()[0]}") from None
-        for i, row in enumerate(rows):
-            yield f"{path}:row {i + 1}", row
 
 
 def _read_hub(source: SourceConfig) -> Iterator[tuple[str, dict]]:

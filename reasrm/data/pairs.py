@@ -168,7 +168,7 @@ def pair_from_dict(row: object, where: str, domains: Collection[str] | None = No
             raise RowError(where, "wrong_type", f"field '{key}': expected a string, got {type(value).__name__}")
         if required and not value.strip():
             raise RowError(where, "empty_answer" if key != "prompt" else "empty_prompt", f"field '{key}': empty")
-        return value
+        return _unicode(value, where, key)
 
     if ("prompt" in row) == ("context" in row):
         raise RowError(where, "missing_field", "give exactly one of 'prompt' (a string) or 'context' (messages)")
@@ -218,6 +218,16 @@ def pair_from_dict(row: object, where: str, domains: Collection[str] | None = No
     )
 
 
+def _unicode(value: str, where: str, key: str) -> str:
+    """Text a tokenizer can take: a lone surrogate (JSON "\\ud800") is refused here, before any model loads."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RowError(where, "invalid_text", f"field '{key}': not valid Unicode (a lone surrogate at character "
+                                              f"{e.start + 1})") from None  # fmt: skip
+    return value
+
+
 def _context(value: object, where: str, field_name: str = "context") -> tuple[dict, ...]:
     if not isinstance(value, list) or not value:
         raise RowError(where, "bad_context", f"field '{field_name}': expected a non-empty list of messages")
@@ -232,36 +242,82 @@ def _context(value: object, where: str, field_name: str = "context") -> tuple[di
             )
         if not isinstance(message.get("content"), str):
             raise RowError(where, "bad_context", f"field '{key}.content': expected a string")
+        _unicode(message["content"], where, f"{key}.content")
         messages.append({"role": message["role"], "content": message["content"]})
     if messages[-1]["role"] != "user":
         raise RowError(where, "bad_context", f"field '{field_name}': the last message must be a user turn")
     return tuple(messages)
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[str, object]]:
-    """(``file:line``, parsed value) for each non-blank line; a line of invalid JSON comes as a RowError
-    value, so a caller can stop there or count it and read on."""
+def _loads(text: str, where: str) -> object:
+    """One JSON value; what cannot be one is a RowError naming the place (never a traceback)."""
     try:
-        handle = path.open(encoding="utf-8")
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        return RowError(where, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})")
+    except RecursionError:
+        return RowError(where, "invalid_json", "invalid JSON: nested too deeply")
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        return RowError(where, "invalid_json", f"invalid JSON: {str(e).split(':')[0]}")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[str, object]]:
+    """(``file:line``, parsed value) for each non-blank line; a line that is not UTF-8 or not JSON comes as a
+    RowError value, so a caller can stop there or count it and read on."""
+    try:
+        handle = path.open("rb")
     except OSError as e:
         raise ReasrmDataError(f"{path}: cannot read: {e.strerror}") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield where, RowError(where, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})")
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, RowError(where, "invalid_utf8", f"not UTF-8 text (byte {e.start + 1} of the line)")
+                continue
+            if line.strip():
+                yield where, _loads(line, where)
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def iter_rows(path: Path) -> Iterator[tuple[str, object]]:
+    """(where, row) for each row of a ``.json`` array, a ``.parquet`` file or (any other name) JSON lines."""
+    if path.suffix == ".json":
+        try:
+            rows = _loads(path.read_text(encoding="utf-8"), str(path))
+        except UnicodeDecodeError as e:
+            raise ReasrmDataError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+        except OSError as e:
+            raise ReasrmDataError(f"{path}: cannot read: {e.strerror}") from None
+        if isinstance(rows, RowError):
+            raise rows
+        if not isinstance(rows, list):
+            raise ReasrmDataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
+        for i, row in enumerate(rows):
+            yield f"{path}:row {i + 1}", row
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise ReasrmDataError(f"{path}: unreadable parquet file: {str(e).splitlines()[0]}") from None
+        for i, row in enumerate(rows):
+            yield f"{path}:row {i + 1}", row
+    else:
+        yield from iter_jsonl(path)
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    """Read and validate a JSONL file of pairs; ids must be unique (they key resumable outputs)."""
+    """Read and validate a file of pairs (.jsonl, .json or .parquet); ids must be unique (they key
+    resumable outputs)."""
     path = Path(path)
     pairs: list[Pair] = []
     seen: dict[str, str] = {}
-    for where, row in iter_jsonl(path):
+    for where, row in iter_rows(path):
         if isinstance(row, RowError):
             raise row
         pair = pair_from_dict(row, where)

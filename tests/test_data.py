@@ -1,10 +1,10 @@
 """Data recipes: every source schema converts, bad rows get one clear line, nothing is lost silently."""
 
 import json
-from collections import Counter
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest

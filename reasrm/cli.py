@@ -55,6 +55,11 @@ _JUDGE_FLAGS = {
     "generation.batch_size": ("--batch-size", int, "judge calls generated together"),
     "generation.max_new_tokens": ("--max-new-tokens", int, "most tokens the judge may write per call"),
     "generation.temperature": ("--temperature", float, "0 = greedy (default)"),
+    "generation.max_prompt_tokens": (
+        "--max-prompt-tokens",
+        int,
+        "longer judge prompts get status too_long (default: the model's context)",
+    ),
     "seed": ("--seed", int, "seeds the slot of the chosen response"),
 }
 _JUDGE_SWITCHES = {
@@ -202,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $REASRM_API_KEY if set)")
     serve.add_argument("--max-new-tokens", type=int, default=512, help="default for requests that give none")
+    serve.add_argument("--max-prompt-tokens", type=int, help="longer prompts get 413 (default: the model's context)")
     serve.add_argument("--batch-size", type=int, default=16, help="judge calls generated together")
     serve.set_defaults(func=_serve)
 
@@ -402,7 +408,8 @@ def _serve(args: argparse.Namespace) -> int:
     from reasrm.serve import serve
 
     _quiet_transformers()
-    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                  max_prompt_tokens=args.max_prompt_tokens)  # fmt: skip
     judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation, args.rubric)
     name = args.model or "reasrm-embedded-default"
     serve(judge, name, args.host, args.port, args.api_key or os.environ.get("REASRM_API_KEY"))

@@ -6,7 +6,9 @@ judge card names its prompt format and rubric pack: :func:`reasrm.card.judge_pro
 renders each pair with the one renderer (:class:`reasrm.prompts.JudgePrompt`), generates through a
 backend, and parses every completion with the verdict grammar in lenient mode.
 
-A call the backend gave up on (the openai backend, after its retries) has status ``failed``.
+A call the backend gave up on (the openai backend, after its retries) has status ``failed``. A judge prompt
+longer than ``generation.max_prompt_tokens`` or the model's context (less ``max_new_tokens``) is not
+generated: status ``too_long`` (hf backend; counted in summaries like any other status).
 
 Labelled pairs (chosen/rejected) put the chosen response in the slot :func:`reasrm.data.pairs.assign_slots`
 gives (recorded per call); with ``both_orders=True`` each pair is also judged with the slots swapped,
@@ -25,7 +27,7 @@ from reasrm.backends import Generation, GenerationConfig, load_backend
 from reasrm.card import JudgeCard, check_pack_versions, judge_prompt, read_card
 from reasrm.data.pairs import Pair, Slot, Slots, assign_slots, pair_from_dict
 from reasrm.prompts import JudgePrompt
-from reasrm.verdict import FAILED, INCONSISTENT, Verdict, parse_verdict, winner
+from reasrm.verdict import FAILED, INCONSISTENT, TOO_LONG, Verdict, parse_verdict, winner
 
 
 @dataclass(frozen=True)
@@ -170,12 +172,16 @@ class Judge:
 
 
 def _call(swap: bool, chosen_slot: str | None, generation: Generation) -> Call:
-    failed = generation.error is not None  # reported, never dropped: no verdict, status "failed"
+    # reported, never dropped: no verdict, status "failed" or "too_long"
+    if generation.error is not None or generation.too_long:
+        verdict = Verdict(None, FAILED if generation.error is not None else TOO_LONG)
+    else:
+        verdict = parse_verdict(generation.text, mode="lenient")
     return Call(
         order="BA" if swap else "AB",
         chosen_slot=chosen_slot,
         text=generation.text,
-        verdict=Verdict(None, FAILED) if failed else parse_verdict(generation.text, mode="lenient"),
+        verdict=verdict,
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=generation.completion_tokens,
         seconds=generation.seconds,

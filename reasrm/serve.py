@@ -190,6 +190,8 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         )
         conversation = [m.model_dump() for m in body.messages]
         generations = await batcher.generate([conversation] * body.n, settings)
+        if generations[0].too_long:
+            raise HTTPException(status_code=413, detail=_too_long(generations[0].prompt_tokens))
         stops = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
         choices = []
         for index, g in enumerate(generations):
@@ -224,7 +226,10 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
             batch = judge.prepare([row], both_orders=body.both_orders, seed=body.seed)
         except ReasrmError as e:
             raise HTTPException(status_code=422, detail=str(e).removeprefix("pairs[0]: ")) from None
-        (j,) = judge.finish(batch, await batcher.generate(batch.conversations, judge.generation))
+        generations = await batcher.generate(batch.conversations, judge.generation)
+        if any(g.too_long for g in generations):
+            raise HTTPException(status_code=413, detail=_too_long(max(g.prompt_tokens for g in generations)))
+        (j,) = judge.finish(batch, generations)
         pack = judge.prompt.pack_for(batch.pairs[0])
         return {
             "rubric": None if pack is None else {"id": pack.id, "version": pack.version},
@@ -238,6 +243,11 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         }  # fmt: skip
 
     return app
+
+
+def _too_long(tokens: int) -> str:
+    return (f"too_long: the prompt has {tokens} tokens, over the server's limit (--max-prompt-tokens, else the "
+            "model's context less the completion room)")  # fmt: skip
 
 
 def _apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:

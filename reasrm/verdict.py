@@ -36,7 +36,8 @@ Mode = Literal["strict", "lenient"]
 STATUSES = ("ok", "missing", "truncated", "malformed", "multiple", "conflicting", "trailing")
 FAILED = "failed"  # the backend gave up on the call: there is no text to parse
 INCONSISTENT = "inconsistent"  # both slot orders gave valid verdicts naming different responses
-JUDGE_STATUSES = (*STATUSES, FAILED, INCONSISTENT)
+TOO_LONG = "too_long"  # the judge prompt was over the limit (max_prompt_tokens, the model's context): not generated
+JUDGE_STATUSES = (*STATUSES, FAILED, INCONSISTENT, TOO_LONG)
 
 # Tag names of a judge's output, here and nowhere else (prompts escape them, the teacher writes them).
 ANSWER, THINK = "answer", "think"

@@ -1,5 +1,6 @@
 """The judge on real (tiny) models: prefix-cached batching is exact, slots are seeded, verdicts aggregate."""
 
+import dataclasses
 import shutil
 
 import pytest
@@ -221,3 +222,24 @@ def test_verdict_is_frozen_and_serialisable():
     assert v.to_dict()["task_type"] == "Chat"
     with pytest.raises(AttributeError):
         v.choice = "B"
+
+
+def test_a_prompt_over_the_limit_is_too_long_and_fails_alone(judge):
+    """A prompt over max_prompt_tokens (or the model's context less the completion room) is not generated:
+    status too_long, counted like any status; the pairs batched with it are judged as they would be alone."""
+    from reasrm.runs import summarize
+
+    short = [{"id": f"s{i}", "prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i + 2)}
+             for i in range(3)]  # fmt: skip
+    long = {"id": "long", "prompt": "word " * 2000, "chosen": "a", "rejected": "b"}
+    limited = Judge(judge.backend, judge.prompt, dataclasses.replace(judge.generation, max_prompt_tokens=1500))
+    mixed = limited.judge([short[0], long, short[1], short[2]], both_orders=True)
+    assert [j.status for j in mixed][1] == "too_long" and {c.verdict.status for c in mixed[1].calls} == {"too_long"}
+    assert all(c.prompt_tokens > 1500 and c.completion_tokens == 0 for c in mixed[1].calls)
+    alone = limited.judge(short, both_orders=True)
+    assert [c.text for j in mixed[::2] + mixed[3:] for c in j.calls] == [c.text for j in alone for c in j.calls]
+    assert summarize([j.to_dict()["calls"] for j in mixed])["statuses"]["too_long"] == 2
+    assert all(c.verdict.status != "too_long" for j in alone for c in j.calls)
+    # Without a setting, the limit is the model's context (4,096 tokens for the tiny model) less max_new_tokens.
+    huge = {"id": "huge", "prompt": "word " * 5000, "chosen": "a", "rejected": "b"}
+    assert judge.judge([huge])[0].status == "too_long"

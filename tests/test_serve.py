@@ -287,3 +287,21 @@ def test_wrong_key_fails_at_once_without_retrying(server):
     with pytest.raises(ReasrmError, match="refused the API key"):
         judge.judge(PAIRS)
     assert time.monotonic() - started < 5  # 50 retries with 1 s backoff would take minutes
+
+
+def test_a_prompt_over_the_limit_gets_413_and_fails_alone(tiny_model):
+    process, url = _start(tiny_model, "--max-prompt-tokens", "1500")
+    try:
+        long = {"prompt": "word " * 2000, "response_a": "a", "response_b": "b"}
+        short = {"prompt": "What is 2 + 2?", "response_a": "4", "response_b": "5"}
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda b: httpx.post(f"{url}/v1/judge", json=b, headers=AUTH, timeout=60),
+                                    [short, long, short, long]))  # fmt: skip
+        assert [r.status_code for r in replies] == [200, 413, 200, 413]
+        assert replies[1].json()["detail"].startswith("too_long: the prompt has ")
+        chat = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, timeout=60,
+                          json={"messages": [{"role": "user", "content": "word " * 2000}]})  # fmt: skip
+        assert chat.status_code == 413 and "too_long" in chat.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

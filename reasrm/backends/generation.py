@@ -16,6 +16,11 @@ class GenerationConfig:
     top_p: float = option("Nucleus sampling mass (used only when temperature > 0).", 1.0)
     batch_size: int = option("Judge calls generated together (hf backend).", 16)
     seed: int = option("Seed for sampling (temperature > 0).", 0)
+    max_prompt_tokens: int | None = option(
+        "Longer judge prompts are not generated: status too_long (null = the model's context minus "
+        "max_new_tokens; hf backend).",
+        None,
+    )
 
     def check(self, prefix: str = "") -> list[Problem]:
         problems = []
@@ -27,6 +32,8 @@ class GenerationConfig:
             problems.append((f"{prefix}top_p", f"must be in (0, 1], got {self.top_p}"))
         if self.batch_size < 1:
             problems.append((f"{prefix}batch_size", f"must be >= 1, got {self.batch_size}"))
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            problems.append((f"{prefix}max_prompt_tokens", f"must be >= 1, got {self.max_prompt_tokens}"))
         return problems
 
 
@@ -37,3 +44,4 @@ class Generation:
     completion_tokens: int
     seconds: float  # this call's share of its batch's wall time
     error: str | None = None  # set when the backend gave up on this call (the judge reports it as failed)
+    too_long: bool = False  # the prompt was over the limit and was not generated (status too_long)

@@ -41,6 +41,13 @@ class HFBackend:
     def load(cls, model: str | None, device: str | None = None, prefix_cache: bool = True) -> HFBackend:
         return cls(load_model(model, device=device), load_tokenizer(model), prefix_cache=prefix_cache)
 
+    def prompt_limit(self, settings: GenerationConfig) -> int:
+        """The longest prompt generated: ``max_prompt_tokens``, and never past the model's context."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        room = context - settings.max_new_tokens if context else None
+        limits = [x for x in (settings.max_prompt_tokens, room) if x is not None]
+        return min(limits) if limits else 2**62
+
     def prompt_ids(self, conversation: list[dict]) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -55,9 +62,16 @@ class HFBackend:
         if not conversations:
             return []
         ids = [self.prompt_ids(c) for c in conversations]
-        prefix_len = self._use_prefix(ids) if self.prefix_cache else 0
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        limit = self.prompt_limit(settings)
         results: list[Generation | None] = [None] * len(ids)
+        for i, x in enumerate(ids):  # over the limit: not generated (one long prompt would take the batch down)
+            if len(x) > limit:
+                results[i] = Generation("", len(x), 0, 0.0, too_long=True)
+        fits = [i for i in range(len(ids)) if results[i] is None]
+        if not fits:
+            return results
+        prefix_len = self._use_prefix([ids[i] for i in fits]) if self.prefix_cache else 0
+        order = sorted(fits, key=lambda i: len(ids[i]))  # similar lengths share a batch
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             for i, generation in zip(

@@ -88,8 +88,12 @@ def discard_output(output: str | Path, saved: Path) -> None:
     output = Path(output)
     if output.is_file() and output.stat().st_size == 0:
         output.unlink()
-    elif output.is_dir() and not any(p != saved for p in output.iterdir()):
-        shutil.rmtree(output)
+    elif output.is_dir():
+        for path in output.iterdir():
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+        if not any(p != saved for p in output.iterdir()):
+            shutil.rmtree(output)
     saved.unlink(missing_ok=True)
     lock = output.resolve().parent / f".{output.resolve().name}.lock"
     if lock in _LOCKS:

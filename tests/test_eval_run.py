@@ -118,3 +118,13 @@ def test_bias_report_arithmetic():
 def test_score_needs_samples(tmp_path, tiny_model):
     with pytest.raises(ReasrmError, match="no samples"):
         score(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir="x"), [])
+
+
+def test_an_eval_that_fails_before_its_first_sample_leaves_no_files(shared, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # transformers cannot read it: the run fails at model load
+    c = cfg(tmp_path, model, benchmark="rm-bench", data_dir=shared / "data/rm-bench", limit=1)
+    with pytest.raises(ReasrmError, match=f"cannot load model {model}"):
+        run(c)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no eval folder, config or lock

@@ -29,7 +29,14 @@ from reasrm.errors import ReasrmDataError, ReasrmError
 from reasrm.eval import mean, rewardbench, rmb, rmbench
 from reasrm.eval.report import write_report
 from reasrm.judge import Judge
-from reasrm.runs import ResumableJsonl, judge_in_chunks, output_problems, prepare_output, summarize
+from reasrm.runs import (
+    ResumableJsonl,
+    discard_output,
+    judge_in_chunks,
+    output_problems,
+    prepare_output,
+    summarize,
+)
 
 BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "pairs")
 
@@ -131,7 +138,22 @@ RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "ru
 def run(cfg: EvalConfig) -> dict:
     """Judge (resumably) and score; returns the scores, also written to ``scores.json``."""
     chosen = benchmark_pairs(cfg)
-    output = prepare_output(cfg.output, Path(cfg.output) / "eval.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    saved = Path(cfg.output) / "eval.yaml"
+    fresh = not (cfg.resume and (Path(cfg.output) / "samples.jsonl").is_file())
+    output = prepare_output(cfg.output, saved, cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    try:
+        records = _judge_samples(cfg, chosen, output)
+    except Exception:
+        if fresh and not (output / "samples.jsonl").stat().st_size:
+            discard_output(output, saved)  # a run that failed before its first sample leaves no files
+        raise
+    result = score(cfg, records)
+    (output / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_report(output, result)
+    return result
+
+
+def _judge_samples(cfg: EvalConfig, chosen: list, output: Path) -> list[dict]:
     orders = ("AB", "BA") if cfg.both_orders else ("AB",)
     with ResumableJsonl(output / "samples.jsonl", key="key", resume=cfg.resume) as samples:
         pending = [(p, s) for p, s in chosen if any(_key(p, o) not in samples.done for o in orders)]
@@ -147,11 +169,7 @@ def run(cfg: EvalConfig) -> dict:
 
             judge_in_chunks(pending, step, samples, cfg.generation.batch_size, len(orders), f"eval {cfg.benchmark}")
         wanted = {pair_key(p) for p, _ in chosen}
-        records = [r for r in samples.records if r["pair"] in wanted]
-    result = score(cfg, records)
-    (output / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    write_report(output, result)
-    return result
+        return [r for r in samples.records if r["pair"] in wanted]
 
 
 def _key(pair: Pair, order: str) -> str:

@@ -21,7 +21,7 @@
    stage wrote ``eval.json`` on the same pairs.
 
 Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 1e-5, beta 0 (no reference model:
-one forward pass less per step), TRL's ``dapo`` loss (token-level normalisation, no length bias), 4
+one forward pass less per step), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
 completions per prompt at temperature 1.0. ``stages/rl-rm-r1.yaml`` holds RM-R1's own settings for 7B+
 judges on GPUs (``grpo`` loss, beta 0.001, lr 1e-6, 7 generations, 8192 completion tokens).
 """
@@ -72,9 +72,9 @@ class RLConfig:
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
     seed: int = option("Seeds the slot assignment, the pair order and training.", 0)
-    num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 4)
+    num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 8)
     per_device_train_batch_size: int = option(
-        "Completions per step: a multiple of num_generations (of 2 x num_generations with both_orders).", 16
+        "Completions per step: a multiple of num_generations (of 2 x num_generations with both_orders).", 32
     )
     max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)

@@ -24,13 +24,14 @@ import httpx2 as httpx
 KEY = "load-test"
 
 
-def start(model: str, prompt_format: str, max_new_tokens: int) -> tuple[subprocess.Popen, str]:
+def start(model: str | None, prompt_format: str, max_new_tokens: int, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`reasrm serve` on a free loopback port (``model`` None: the embedded default); returns it and its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "reasrm.cli", "serve", "--model", model, "--prompt-format", prompt_format, "--port",
-         str(port), "--api-key", KEY, "--max-new-tokens", str(max_new_tokens)],
+        [sys.executable, "-m", "reasrm.cli", "serve", *(["--model", model] if model else []), "--prompt-format",
+         prompt_format, "--port", str(port), "--api-key", KEY, "--max-new-tokens", str(max_new_tokens), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -37,6 +37,7 @@ class JudgeCard:
     base_model: str | None = None
     data_recipe: str | None = None
     config_digest: str | None = None
+    lora: dict | None = None  # LoRA settings when trained with adapters (r, alpha, target_modules, merged)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CARD_FILE

@@ -131,8 +131,8 @@ def resolve(name_or_path: str | None) -> tuple[str, str | None]:
             raise ReasrmError(f"model file not found: {path}")
         return str(path.parent), path.name
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ReasrmError(f"{path} is not a model folder: it has no config.json")
+        if not (path / "config.json").is_file() and not (path / ADAPTER_FILE).is_file():
+            raise ReasrmError(f"{path} is not a model folder: it has no config.json (nor adapter_config.json)")
         return str(path), None
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ReasrmError(f"model not found: {name_or_path} is neither a model folder, a .gguf file nor a hub id")
@@ -152,19 +152,51 @@ def load_tokenizer(name_or_path: str | None):
     return tokenizer
 
 
-def load_model(name_or_path: str | None, device: str | None = None, dtype: torch.dtype | None = None):
-    """A causal LM in eval mode on ``device`` with the dtype and attention chosen from the hardware."""
+def load_model(name_or_path: str | None, device: str | None = None, dtype: torch.dtype | None = None, **kwargs):
+    """A causal LM in eval mode on ``device`` with the dtype and attention chosen from the hardware. A
+    folder holding a LoRA adapter (``adapter_config.json``, as ``reasrm distill lora.merge=false`` saves)
+    is loaded onto its base model and merged. ``kwargs`` go to ``from_pretrained`` (a
+    ``quantization_config`` for QLoRA places the model itself)."""
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
     where, gguf = resolve(name_or_path)
+    adapter = gguf is None and Path(where, ADAPTER_FILE).is_file()
+    base = adapter_base(Path(where)) if adapter else where
     try:
+        if "quantization_config" in kwargs:
+            kwargs.setdefault("device_map", {"": device})
         model = AutoModelForCausalLM.from_pretrained(
-            where, gguf_file=gguf, dtype=dtype or pick_dtype(device), attn_implementation=pick_attention(device)
+            base,
+            gguf_file=gguf,
+            dtype=dtype or pick_dtype(device),
+            attn_implementation=pick_attention(device),
+            **kwargs,
         )
     except (OSError, ValueError) as e:  # no weights, or a config.json without a known model_type
         raise ReasrmError(f"cannot load model {name_or_path}: {_first_line(e)}") from None
-    return model.to(device).eval()
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, where).merge_and_unload()
+    return (model if "device_map" in kwargs else model.to(device)).eval()
+
+
+ADAPTER_FILE = "adapter_config.json"
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model of a LoRA adapter folder: its judge card's ``base_model`` (``embedded:...``: the
+    embedded default, wherever this machine keeps it), else the adapter's own ``base_model_name_or_path``."""
+    import json
+
+    card = folder / "reasrm_judge.json"
+    base = json.loads(card.read_text(encoding="utf-8")).get("base_model") if card.is_file() else None
+    if base is None:
+        base = json.loads((folder / ADAPTER_FILE).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if base is None or base.startswith("embedded:"):
+        return str(embedded_default())
+    return resolve(base)[0]
 
 
 def _first_line(error: Exception) -> str:

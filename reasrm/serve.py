@@ -4,7 +4,8 @@
 
 Endpoints: ``POST /v1/chat/completions`` (the OpenAI chat-completions protocol: messages, max_tokens,
 temperature, top_p, n, stop; usage in the reply), ``POST /v1/judge`` (a prompt or conversation and two
-responses -> verdict, status, the raw text of each order, the flip flag), ``GET /v1/models``, ``GET /health``.
+responses -> verdict, status, the raw text of each order, the flip flag), ``GET /v1/models``, ``GET /health``
+(liveness, and the count of requests served per endpoint).
 
 Binds 127.0.0.1 unless told otherwise. With an API key, a request without ``Authorization: Bearer KEY``
 gets 401 and is not processed (constant-time comparison), except ``GET /health`` (liveness probes carry no
@@ -140,6 +141,7 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
     ``./rubrics`` and the shipped ones). Over HTTP a rubric is an id from this list, never a path: a client
     must not make the server open a file it names."""
     batcher = Batcher(judge.backend, window)
+    served = {"chat": 0, "judge": 0}  # requests answered with 200, by endpoint (shown by /health)
     packs = sorted(available_packs() if packs is None else packs)
 
     @asynccontextmanager
@@ -173,7 +175,7 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": model_name}
+        return {"status": "ok", "model": model_name, "served": served}
 
     @app.get("/v1/models", dependencies=[Depends(_authorised)])
     async def models() -> dict:
@@ -201,6 +203,7 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
                             "finish_reason": "length" if length else "stop"})  # fmt: skip
         prompt_tokens = generations[0].prompt_tokens
         completion_tokens = sum(g.completion_tokens for g in generations)
+        served["chat"] += 1
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -231,6 +234,7 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
             raise HTTPException(status_code=413, detail=_too_long(max(g.prompt_tokens for g in generations)))
         (j,) = judge.finish(batch, generations)
         pack = judge.prompt.pack_for(batch.pairs[0])
+        served["judge"] += 1
         return {
             "rubric": None if pack is None else {"id": pack.id, "version": pack.version},
             "verdict": j.verdict.choice,

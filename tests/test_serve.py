@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx2 as httpx  # the HTTP client the openai package itself uses
 import openai
 import pytest
 
 KEY = "test-key"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -149,7 +151,8 @@ def test_a_rubric_over_http_is_a_pack_id_never_a_path(server, tmp_path):
 
 def test_health_is_open_and_docs_are_off_under_a_key(server):
     server, name = server
-    assert httpx.get(f"{server}/health").json() == {"status": "ok", "model": name}  # liveness probes carry no key
+    health = httpx.get(f"{server}/health").json()  # liveness probes carry no key
+    assert health["status"] == "ok" and health["model"] == name and set(health["served"]) == {"chat", "judge"}
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert httpx.get(f"{server}{path}").status_code == 404, path
 
@@ -302,6 +305,103 @@ def test_a_prompt_over_the_limit_gets_413_and_fails_alone(tiny_model):
         chat = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, timeout=60,
                           json={"messages": [{"role": "user", "content": "word " * 2000}]})  # fmt: skip
         assert chat.status_code == 413 and "too_long" in chat.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _served(url: str) -> int:
+    return httpx.get(f"{url}/health").json()["served"]["chat"]
+
+
+def test_reply_cache_keeps_every_reply_and_no_failure(server, tmp_path):
+    """The teacher's reply cache in front of the openai backend and a real server: a second call over the
+    same conversations is answered from the cache (the server counts no request); a call the backend
+    gave up on is not stored, so it is asked again."""
+    from reasrm.backends import GenerationConfig
+    from reasrm.backends.cache import CachedBackend
+    from reasrm.backends.openai import OpenAIBackend
+
+    url, name = server
+    conversations = [[{"role": "user", "content": f"Question {i}?"}] for i in range(3)]
+    settings = GenerationConfig(max_new_tokens=6)
+    cached = CachedBackend(OpenAIBackend(name, f"{url}/v1", KEY), tmp_path / "cache.sqlite", "openai", name)
+    before = _served(url)
+    first = cached.generate(conversations, settings)
+    assert _served(url) - before == 3 and cached.stats.requests == 3
+    again = cached.generate(conversations, settings)
+    assert _served(url) - before == 3 and cached.stats.hits == 3  # no request reached the server
+    assert [g.text for g in again] == [g.text for g in first] and all(g.cached for g in again)
+    sampled = cached.generate(conversations[:1], GenerationConfig(max_new_tokens=6, temperature=1.0, seed=7))
+    assert not sampled[0].cached and _served(url) - before == 4  # other sampling settings: another reply
+
+    dead = OpenAIBackend(name, f"http://127.0.0.1:{_free_port()}/v1", KEY, max_retries=1, backoff=0.01)
+    unreachable = CachedBackend(dead, tmp_path / "cache.sqlite", "openai", name)
+    (failed,) = unreachable.generate([[{"role": "user", "content": "Question 9?"}]], settings)
+    assert failed.error is not None and failed.retries == 1
+    assert (unreachable.stats.requests, unreachable.stats.failures, unreachable.stats.retries) == (1, 1, 1)
+    (asked,) = cached.generate([[{"role": "user", "content": "Question 9?"}]], settings)
+    assert asked.error is None and not asked.cached  # the failure was not stored
+
+
+@pytest.mark.slow
+def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp_path):
+    """`reasrm teacher` with the openai backend against a real `reasrm serve`: killed with SIGKILL mid-run
+    and restarted, it sends only the requests whose replies were not stored, and writes the same
+    chains.jsonl as an uninterrupted run; a run over a complete cache sends none."""
+    import os
+    import signal
+    import sqlite3
+
+    process, url = _start(tiny_model, "--batch-size", "1")  # each request alone: greedy replies are exact
+    env = {**os.environ, "REASRM_API_KEY": KEY}
+
+    def teacher(output, *extra):
+        return [sys.executable, "-m", "reasrm.cli", "teacher", "stages/distill.yaml", "teacher.backend=openai",
+                f"teacher.base_url={url}/v1", "teacher.model=judge", "teacher.concurrency=2",
+                "teacher.generation.max_new_tokens=48", "limit=40", f"output={output}", *extra]  # fmt: skip
+
+    def stored(output) -> int:
+        try:
+            with sqlite3.connect(output / "teacher_cache.sqlite") as db:
+                return db.execute("SELECT count(*) FROM replies").fetchone()[0]
+        except sqlite3.OperationalError:  # the run has not created its table yet
+            return 0
+
+    try:
+        before = _served(url)
+        subprocess.run(teacher(tmp_path / "whole"), env=env, check=True, capture_output=True, cwd=ROOT)
+        whole = _served(url) - before
+        assert whole == 80  # the random model verifies nothing: 40 pairs x 2 passes
+
+        killed = subprocess.Popen(teacher(tmp_path / "killed"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and killed.poll() is None:
+            if (tmp_path / "killed" / "teacher_cache.sqlite").exists() and stored(tmp_path / "killed") >= 10:
+                break
+            time.sleep(0.01)
+        assert killed.poll() is None, "the teacher ended before it could be killed"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        answered = stored(tmp_path / "killed")
+        assert 10 <= answered < whole
+        before = -1
+        while before != _served(url):  # requests the killed run left in flight finish on the server first
+            before = _served(url)
+            time.sleep(1)
+        subprocess.run(teacher(tmp_path / "killed", "resume=true"), env=env, check=True, capture_output=True,
+                       cwd=ROOT)  # fmt: skip
+        assert _served(url) - before == whole - answered  # only the unanswered requests went out again
+        report = json.loads((tmp_path / "killed" / "teacher_report.json").read_text())
+        assert report["this_run"]["requests"] == whole - answered
+        assert (tmp_path / "killed" / "chains.jsonl").read_text() == (tmp_path / "whole" / "chains.jsonl").read_text()
+
+        before = _served(url)
+        cache = f"teacher.cache={tmp_path / 'whole' / 'teacher_cache.sqlite'}"
+        subprocess.run(teacher(tmp_path / "again", cache), env=env, check=True, capture_output=True, cwd=ROOT)
+        assert _served(url) - before == 0  # a complete cache: zero requests
+        assert (tmp_path / "again" / "chains.jsonl").read_text() == (tmp_path / "whole" / "chains.jsonl").read_text()
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from reasrm.backends import Generation
 from reasrm.card import JudgeCard
 from reasrm.cli import main
 from reasrm.config import load_config
@@ -47,14 +48,163 @@ def test_model_teacher_two_passes_and_resume(tiny_model, tmp_path):
     cfg.generation.max_new_tokens = 4
     path = tmp_path / "chains.jsonl"
     records = generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path)
-    # The random model writes no verdicts: each pair went to the hinted second pass, and was dropped there.
-    assert [(r["pass"], r["kept"], r["status"]) for r in records] == [(2, False, "missing")] * 2
+    # The random model writes no verdicts: each pair went to the second pass, and was dropped there.
+    assert [(r["pass"], r["kept"], r["status"], r["chains"]) for r in records] == [(2, False, "missing", [])] * 2
+    assert [[a["pass"] for a in r["attempts"]] for r in records] == [[1, 2]] * 2
     assert "Note for the annotator" not in json.dumps(records[0]["messages"])  # the hint never reaches SFT
+    report = json.loads((tmp_path / "teacher_report.json").read_text())
+    assert report["passes"]["pass 1"]["rejected"] == {"missing": 2} and report["pairs_kept"] == 0
+    assert report["this_run"]["requests"] == 4 and report["this_run"]["cache_hits"] == 0
     path.write_text(path.read_text().splitlines()[0] + "\n")  # as if interrupted after the first pair
     cfg.backend = "hf-broken"  # a resumed run must not regenerate the finished pair...
     with pytest.raises(ReasrmConfigError, match="unknown backend 'hf-broken'"):  # ...and does ask for the other
         generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path)
     assert len(path.read_text().splitlines()) == 1
+    # Over a complete reply cache, the same chains come back with no request at all.
+    cfg.backend = "hf"
+    again = generate_chains(jobs, JudgePrompt.create("rm-r1-instruct"), cfg, path, resume=False)
+    assert again == records
+    report = json.loads((tmp_path / "teacher_report.json").read_text())
+    assert report["this_run"]["requests"] == 0 and report["this_run"]["cache_hits"] == 4
+
+
+CHAT = (
+    "<type>Chat</type><rubric>1. accuracy <justify>because</justify></rubric><eval>{e}</eval><answer>[[{v}]]</answer>"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "asks_sections", "hinted", "status"),
+    [
+        (CHAT.format(e="A is right", v="A"), True, False, "ok"),
+        (CHAT.format(e="A is right", v="B"), True, False, "wrong_verdict"),
+        ("<answer>[[A]]</answer>", True, False, "missing_sections"),  # the prompt asked for <type> and the rest
+        ("<answer>[[A]]</answer>", False, False, "ok"),  # e.g. rm-r1-reasoning asks for the verdict only
+        ("<type>Chat</type><eval>x</eval><answer>[[A]]</answer>", True, False, "missing_sections"),  # no rubric
+        ("<type>Chat</type><rubric>r</rubric><eval>x</eval><answer>[[A]]</answer>", True, False, "missing_sections"),
+        ("<type>Reasoning</type><solution>4</solution><eval>x</eval><answer>[[A]]</answer>", True, False, "ok"),
+        ("<answer>[[A]]</answer><answer>[[A]]</answer>", False, False, "multiple"),
+        ("no verdict", False, False, "missing"),
+        (CHAT.format(e="As instructed, A wins", v="A"), True, True, "mentions_hint"),
+        (CHAT.format(e="As instructed, A wins", v="A"), True, False, "ok"),  # pass 1 had no hint to give away
+    ],
+)
+def test_teacher_verifies_chains(text, asks_sections, hinted, status):
+    from reasrm.data.pairs import Pair
+    from reasrm.training.teacher import check_chain
+
+    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").slots("A")
+    assert check_chain(Generation(text, 1, 1, 0.0), slots, asks_sections, hinted) == status
+
+
+def test_failed_and_too_long_calls_are_not_chains():
+    from reasrm.data.pairs import Pair
+    from reasrm.training.teacher import check_chain
+
+    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").slots("B")
+    assert check_chain(Generation("", 0, 0, 0.0, error="timeout"), slots, True) == "failed"
+    assert check_chain(Generation("", 900, 0, 0.0, too_long=True), slots, True) == "too_long"
+
+
+@pytest.mark.parametrize(
+    ("text", "tells"),
+    [
+        ("Chatbot A states the capital correctly.", False),
+        ("The note for the annotator says B.", True),
+        ("As instructed, I conclude B.", True),
+        ("I was told the answer is B.", True),
+        ("Unlike my previous evaluation, B wins.", True),
+        ("The CORRECT VERDICT IS B.", True),
+        ("Both note the date; B is more precise.", False),  # "note" alone is an ordinary word
+        ("The hint in the question helps A.", True),  # conservative: a rejected chain only costs a sample
+    ],
+)
+def test_hint_tells_are_caught(text, tells):
+    from reasrm.training.teacher import mentions_hint
+
+    assert mentions_hint(text) is tells
+
+
+class ScriptedTeacher:
+    """A teacher backend whose reply depends on the pass and the sampling seed (the teacher's sampling and
+    keeping rules are under test here, not a model): pass 1 answers wrongly at seed 0 and rightly at seeds
+    1 and 2; pass 2 gives the hint away for pair p0 and answers cleanly for the others."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, conversations, settings, on_batch=None, on_reply=None):
+        replies = []
+        for i, conversation in enumerate(conversations):
+            self.calls.append((settings.seed, conversation))
+            pair = "p0" if "first question" in conversation[1]["content"] else "p1"
+            label = conversation[0]["content"][-1]  # the test's system text ends with the chosen slot
+            wrong = "B" if label == "A" else "A"
+            if len(conversation) == 2:  # pass 1
+                text = CHAT.format(e=f"seed {settings.seed}", v=wrong if settings.seed == 0 else label)
+            else:  # pass 2: the task, the failed chain, the correction
+                text = CHAT.format(e="as instructed" if pair == "p0" else "on the merits", v=label)
+            replies.append(Generation(text, 10, 20, 0.0))
+            if on_reply is not None:
+                on_reply(i, replies[-1])
+        return replies
+
+
+def test_rejection_sampling_and_the_verified_second_pass(tmp_path):
+    from reasrm.data.pairs import Pair
+
+    pairs = [
+        Pair(id="p0", context=({"role": "user", "content": "first question"},), chosen="x", rejected="y"),
+        Pair(id="p1", context=({"role": "user", "content": "second question"},), chosen="x", rejected="y"),
+    ]
+    jobs = [(pairs[0], pairs[0].slots("A")), (pairs[1], pairs[1].slots("B"))]
+
+    class Prompt:  # the rendered conversation: a system text naming <type> and the chosen slot, the question
+        def messages(self, pair, slots):
+            return [{"role": "system", "content": f"Write <type>... then the verdict. {slots.chosen_slot}"},
+                    {"role": "user", "content": pair.context[0]["content"]}]  # fmt: skip
+
+    cfg = TeacherConfig(backend="hf", samples=3, keep=2)
+    cfg.generation.temperature = 1.0
+    backend = ScriptedTeacher()
+    records = generate_chains(jobs, Prompt(), cfg, tmp_path / "chains.jsonl", backend=backend)
+    # Seeds 0, 1, 2 drawn for each pair: seed 0 is wrong, seeds 1 and 2 verify and are kept (keep=2).
+    assert [len(r["chains"]) for r in records] == [2, 2]
+    assert ["seed 1" in r["chains"][0] and "seed 2" in r["chains"][1] for r in records] == [True, True]
+    assert [a["status"] for a in records[0]["attempts"]] == ["wrong_verdict", "ok", "ok"]
+    report = json.loads((tmp_path / "teacher_report.json").read_text())
+    assert report["passes"]["pass 1"]["chains_drawn"] == 6 and report["chains_kept"] == 4
+    assert report["this_run"]["requests"] == 6
+
+    # keep=1 stops a pair's drawing at its first verified chain; with samples=1 every pair fails pass 1
+    # (seed 0) and goes to pass 2 with its failed chain and the verdict: p0's correction gives the hint
+    # away and is rejected, p1's is kept and marked pass 2.
+    backend.calls.clear()
+    cfg.samples, cfg.keep = 1, 1
+    records = generate_chains(jobs, Prompt(), cfg, tmp_path / "one.jsonl", backend=backend)
+    assert [(r["kept"], r["pass"], r["status"]) for r in records] == [(False, 2, "mentions_hint"), (True, 2, "ok")]
+    assert "as instructed" in records[0]["rejected"]  # a dropped pair keeps its last failed chain
+    hinted = [c for _, c in backend.calls if len(c) == 4]
+    assert len(hinted) == 2 and hinted[0][2]["role"] == "assistant" and "seed 0" in hinted[0][2]["content"]
+    assert "the better response is Chatbot A" in hinted[0][3]["content"]
+    report = json.loads((tmp_path / "teacher_report.json").read_text())
+    assert report["passes"]["pass 2"] == {
+        "pairs_sent": 2,
+        "pairs_kept": 1,
+        "chains_drawn": 2,
+        "chains_kept": 1,
+        "rejected": {"mentions_hint": 1},
+        "tokens_in": 20,
+        "tokens_out": 40,
+    }
+
+
+def test_teacher_sampling_settings_are_checked(capsys):
+    args = ["teacher", "stages/distill.yaml", "teacher.backend=hf"]
+    assert main([*args, "teacher.samples=4"]) == 2
+    assert "teacher.samples: 4 samples need teacher.generation.temperature > 0" in capsys.readouterr().err
+    assert main([*args, "teacher.samples=2", "teacher.keep=3", "teacher.generation.temperature=1"]) == 2
+    assert "teacher.keep: must be between 1 and samples (2), got 3" in capsys.readouterr().err
 
 
 def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
@@ -79,6 +229,45 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
     assert (card.rubric_pack, card.rubric_packs, card.data_recipe) == ("support", {"support": 1}, "support")
     judge = Judge.from_pretrained(str(judged))
     assert judge.prompt.default_rubric == "support" and judge.prompt.prompt_format.id == "compact"
+
+
+def test_distill_with_lora_saves_an_adapter_or_merged_weights_that_judge_alike(tiny_model, tmp_path):
+    """LoRA through peft: the card records it; final/ holds the adapter (with a note on loading it) or the
+    merged weights, and Judge.from_pretrained loads either into the same judge."""
+    from reasrm import Judge
+    from reasrm.training.distill import run as distill
+
+    pairs = [{"prompt": f"Which is larger, {a} or {b}?", "response_a": str(a), "response_b": str(b)}
+             for a, b in ((3, 9), (12, 7))]  # fmt: skip
+    texts = {}
+    for merge in (False, True):
+        out = tmp_path / f"merge-{merge}"
+        cfg = _distill(tiny_model, tmp_path, "lora.r=4", "lora.alpha=8", f"lora.merge={str(merge).lower()}",
+                       "learning_rate=0.05", "validation_pairs=0", f"output={out}")  # fmt: skip
+        final = distill(cfg)
+        assert (final / "adapter_config.json").is_file() is (not merge)
+        assert (final / "README.md").is_file() is (not merge)  # the note on loading an adapter
+        card = JudgeCard.load(final)
+        assert card.lora == {"r": 4, "alpha": 8, "target_modules": "all-linear", "merged": merge, "quantization": None}
+        judge = Judge.from_pretrained(str(final))
+        judge.generation.max_new_tokens = 8
+        texts[merge] = [c.text for j in judge.judge(pairs) for c in j.calls]
+    assert texts[False] == texts[True]  # the adapter merged at load time is the merged checkpoint
+    base = Judge.from_pretrained(str(tiny_model), prompt_format="compact")
+    base.generation.max_new_tokens = 8
+    assert [c.text for j in base.judge(pairs) for c in j.calls] != texts[True]  # and training changed the model
+
+
+def test_qlora_is_refused_clearly_without_a_gpu(tiny_model, tmp_path, capsys):
+    args = ["distill", "stages/distill.yaml", f"model={tiny_model}", "limit=2", "validation_pairs=0",
+            f"output={tmp_path / 'q'}", "lora.quantization=4bit"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "lora.quantization: QLoRA trains adapters: set lora.r > 0" in err
+    assert main([*args, "lora.r=8"]) == 2
+    assert "lora.merge: must be false with QLoRA" in capsys.readouterr().err
+    assert main([*args, "lora.r=8", "lora.merge=false"]) == 2
+    assert "lora.quantization=4bit (QLoRA) needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):
@@ -178,7 +367,7 @@ def test_sft_loss_covers_exactly_the_assistant_reply(tiny_model, tmp_path, templ
         tokenizer.chat_template, end = PLAIN_TEMPLATE, "</s>"
     chain = "<type>Reasoning</type>\n<solution>83 is larger.</solution>\n<answer>[[A]]</answer>"
     messages = [{"role": "system", "content": "Judge."}, {"role": "user", "content": "Which is larger, 83 or 47?"}]
-    examples = sft_examples([{"kept": True, "messages": messages, "chain": chain}])
+    examples = sft_examples([{"kept": True, "messages": messages, "chains": [chain]}])
     cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
     trainer = sft_trainer(cfg, AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer, examples, tmp_path)
     batch = trainer.data_collator([trainer.train_dataset[0]])

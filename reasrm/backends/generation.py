@@ -45,3 +45,10 @@ class Generation:
     seconds: float  # this call's share of its batch's wall time
     error: str | None = None  # set when the backend gave up on this call (the judge reports it as failed)
     too_long: bool = False  # the prompt was over the limit and was not generated (status too_long)
+    retries: int = 0  # extra attempts this call took (openai backend: rate limits, server errors, timeouts)
+    cached: bool = False  # answered from a reply cache (reasrm.backends.cache), not generated now
+
+
+# Every backend's ``generate(conversations, settings, on_batch=None, on_reply=None)``: ``on_batch(n)`` after
+# each n finished calls (progress bars), ``on_reply(i, generation)`` as the reply to ``conversations[i]``
+# arrives (the reply cache stores it then).

@@ -58,6 +58,7 @@ class HFBackend:
         conversations: Sequence[list[dict]],
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
+        on_reply: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
         if not conversations:
             return []
@@ -78,6 +79,8 @@ class HFBackend:
                 batch, self._generate_batch([ids[i] for i in batch], prefix_len, settings), strict=True
             ):
                 results[i] = generation
+                if on_reply is not None:
+                    on_reply(i, generation)
             if on_batch is not None:
                 on_batch(len(batch))
         return results

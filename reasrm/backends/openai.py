@@ -42,24 +42,27 @@ class OpenAIBackend:
         conversations: Sequence[list[dict]],
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
+        on_reply: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
-        return asyncio.run(self._generate_all(list(conversations), settings, on_batch))
+        return asyncio.run(self._generate_all(list(conversations), settings, on_batch, on_reply))
 
-    async def _generate_all(self, conversations, settings, on_batch) -> list[Generation]:
+    async def _generate_all(self, conversations, settings, on_batch, on_reply) -> list[Generation]:
         import openai
 
         limit = asyncio.Semaphore(self.concurrency)
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
                                       timeout=self.timeout) as client:  # fmt: skip
 
-            async def one(conversation):
+            async def one(index, conversation):
                 async with limit:
                     generation = await self._call(client, conversation, settings)
+                if on_reply is not None:
+                    on_reply(index, generation)
                 if on_batch is not None:
                     on_batch(1)
                 return generation
 
-            tasks = [asyncio.create_task(one(c)) for c in conversations]
+            tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(conversations)]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
@@ -90,11 +93,11 @@ class OpenAIBackend:
                 if attempt == self.max_retries:
                     seconds = time.perf_counter() - started
                     error = f"{type(e).__name__} after {attempt + 1} attempts: {e}"
-                    return Generation("", 0, 0, seconds, error=error)
+                    return Generation("", 0, 0, seconds, error=error, retries=attempt)
                 await asyncio.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
                 continue
             usage = reply.usage
             text = reply.choices[0].message.content or ""
             return Generation(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
-                              time.perf_counter() - started)  # fmt: skip
+                              time.perf_counter() - started, retries=attempt)  # fmt: skip
         raise AssertionError("unreachable")

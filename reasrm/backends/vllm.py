@@ -30,6 +30,7 @@ class VLLMBackend:
         conversations: Sequence[list[dict]],
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
+        on_reply: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
         from vllm import SamplingParams
 
@@ -42,9 +43,13 @@ class VLLMBackend:
         started = time.perf_counter()
         outputs = self.llm.chat(list(conversations), params, use_tqdm=False)
         seconds = (time.perf_counter() - started) / max(len(outputs), 1)
-        if on_batch is not None:
-            on_batch(len(outputs))
-        return [
+        generations = [
             Generation(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids), seconds)
             for o in outputs
         ]
+        for i, generation in enumerate(generations):
+            if on_reply is not None:
+                on_reply(i, generation)
+        if on_batch is not None:
+            on_batch(len(outputs))
+        return generations

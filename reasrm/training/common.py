@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm.card import JudgeCard
-from reasrm.config import digest
+from reasrm.config import Problem, digest, option
 from reasrm.data.build import collect, load_recipe
 from reasrm.data.pairs import Pair, Slots, assign_slots
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
@@ -15,6 +16,71 @@ from reasrm.models import pick_device, pick_dtype, resolve
 from reasrm.prompts import JudgePrompt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA / QLoRA through peft: train low-rank adapters instead of every weight (r: 0 = off)."""
+
+    r: int = option("Adapter rank; 0 trains every weight (full fine-tuning).", 0)
+    alpha: int = option("LoRA alpha (the update is scaled by alpha / r).", 16)
+    dropout: float = option("Dropout on the adapter's input.", 0.05)
+    target_modules: str = option("Modules given adapters: all-linear, or names, e.g. q_proj,v_proj.", "all-linear")
+    merge: bool = option("final/ holds merged weights (true) or the adapter alone, loadable the same way.", True)
+    quantization: str | None = option("QLoRA: 4bit or 8bit base weights (bitsandbytes, a CUDA GPU); null = none.",
+                                      None)  # fmt: skip
+
+    def check(self, prefix: str = "lora.") -> list[Problem]:
+        problems = []
+        if self.r < 0:
+            problems.append((f"{prefix}r", f"must be >= 0 (0 = full fine-tuning), got {self.r}"))
+        if self.alpha < 1:
+            problems.append((f"{prefix}alpha", f"must be >= 1, got {self.alpha}"))
+        if not 0 <= self.dropout < 1:
+            problems.append((f"{prefix}dropout", f"must be in [0, 1), got {self.dropout}"))
+        if self.quantization not in (None, "4bit", "8bit"):
+            problems.append((f"{prefix}quantization", f"must be 4bit, 8bit or null, got {self.quantization!r}"))
+        elif self.quantization and not self.r:
+            problems.append((f"{prefix}quantization", "QLoRA trains adapters: set lora.r > 0 (e.g. 16)"))
+        elif self.quantization and self.merge:
+            problems.append((f"{prefix}merge", "must be false with QLoRA: merging into quantized weights loses "
+                             "precision; final/ then holds the adapter, loaded onto the unquantized base"))  # fmt: skip
+        return problems
+
+    def peft_config(self):
+        """peft's LoraConfig for a causal LM, or None when LoRA is off."""
+        if not self.r:
+            return None
+        from peft import LoraConfig
+
+        modules = self.target_modules if self.target_modules == "all-linear" else self.target_modules.split(",")
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=modules,
+                          task_type="CAUSAL_LM")  # fmt: skip
+
+    def model_kwargs(self) -> dict:
+        """What ``load_model`` needs for QLoRA: a bitsandbytes quantization config (CUDA only)."""
+        if not self.quantization:
+            return {}
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ReasrmConfigError(f"lora.quantization={self.quantization} (QLoRA) needs a CUDA GPU; on this "
+                                    "machine use lora.r alone (LoRA on full-precision weights)")  # fmt: skip
+        try:
+            from transformers import BitsAndBytesConfig
+        except ImportError:  # pragma: no cover - transformers always has it
+            raise ReasrmConfigError("QLoRA needs bitsandbytes: pip install bitsandbytes") from None
+        if self.quantization == "8bit":
+            return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+        return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                          bnb_4bit_compute_dtype=torch.bfloat16)}  # fmt: skip
+
+    def describe(self) -> dict | None:
+        """What the judge card records (None when LoRA is off)."""
+        if not self.r:
+            return None
+        return {"r": self.r, "alpha": self.alpha, "target_modules": self.target_modules, "merged": self.merge,
+                "quantization": self.quantization}  # fmt: skip
 
 
 def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> list[tuple[Pair, Slots]]:
@@ -37,7 +103,7 @@ def last_checkpoint(output: Path) -> str | None:
 
 
 def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model: str | None, cfg,
-               inherited: JudgeCard | None = None) -> JudgeCard:  # fmt: skip
+               inherited: JudgeCard | None = None, lora: dict | None = None) -> JudgeCard:  # fmt: skip
     """The judge card of a trained checkpoint: its prompt format, its rubric pack (the forced one, else the
     one every training pair used, else the inherited card's) and every pack it saw, with versions."""
     packs = {**((inherited.rubric_packs or {}) if inherited else {}), **prompt.packs(pairs)}
@@ -52,6 +118,7 @@ def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model:
         base_model=base_model or "embedded:SmolLM2-135M-Instruct",
         data_recipe=cfg.recipe,
         config_digest=digest(cfg),
+        lora=lora,
     )
     card.save(folder)
     return card

@@ -29,7 +29,7 @@ from reasrm.models import load_model, load_tokenizer
 from reasrm.prompts import JudgePrompt
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
-from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
+from reasrm.training.common import LoraSettings, last_checkpoint, trainable, trainer_args, training_jobs, write_card
 from reasrm.training.teacher import TeacherConfig, generate_chains
 from reasrm.training.validation import heldout_jobs, table_lines, validate
 
@@ -60,12 +60,14 @@ class DistillConfig:
     gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1)
     max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
+    lora: LoraSettings = option("LoRA / QLoRA adapters through peft (r: 0 = train every weight).",
+                                factory=LoraSettings)  # fmt: skip
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
     validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100)
     validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128)
 
     def check(self) -> list[Problem]:
-        problems = self.teacher.check()
+        problems = self.teacher.check() + self.lora.check()
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
         if self.limit is not None and self.limit < 1:
@@ -91,9 +93,9 @@ def prepare(cfg: DistillConfig) -> tuple[JudgePrompt, list, Path]:
 
 
 def sft_examples(records: list[dict]) -> list[dict]:
-    """Prompt-completion examples (TRL's conversational format) from the teacher's kept chains."""
-    return [{"prompt": r["messages"], "completion": [{"role": "assistant", "content": r["chain"]}]}
-            for r in records if r["kept"]]  # fmt: skip
+    """Prompt-completion examples (TRL's conversational format), one per kept chain."""
+    return [{"prompt": r["messages"], "completion": [{"role": "assistant", "content": chain}]}
+            for r in records for chain in r["chains"]]  # fmt: skip
 
 
 def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], output: Path):
@@ -114,7 +116,37 @@ def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], outp
         completion_only_loss=True,
         **trainer_args(output, cfg),
     )
-    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
+                      peft_config=cfg.lora.peft_config())  # fmt: skip
+
+
+ADAPTER_NOTE = """# A LoRA adapter, not a whole model
+
+This folder holds a LoRA adapter trained by `reasrm distill` (see `reasrm_judge.json`: `lora`, and
+`base_model`, the model it adapts). Load it as a judge like any checkpoint; the base model is loaded and
+the adapter merged into it:
+
+    from reasrm import Judge
+    judge = Judge.from_pretrained("{folder}")
+
+or with peft directly: `peft.AutoPeftModelForCausalLM.from_pretrained("{folder}")` (when `base_model` is
+the embedded default, pass the base yourself: `PeftModel.from_pretrained(base, "{folder}")`).
+"""
+
+
+def save_judge(trainer, lora: LoraSettings, final: Path):
+    """Save the trained judge in ``final``: the whole model; with LoRA, the merged weights
+    (``lora.merge``) or the adapter and a note on loading it. Returns the model to judge with."""
+    if not lora.r:
+        trainer.save_model(str(final))
+        return trainer.model
+    if lora.merge:
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(final)
+        return merged
+    trainer.save_model(str(final))  # the adapter alone (adapter_config.json, adapter_model.safetensors)
+    (final / "README.md").write_text(ADAPTER_NOTE.format(folder=final), encoding="utf-8")
+    return trainer.model
 
 
 def run(cfg: DistillConfig) -> Path:
@@ -125,10 +157,11 @@ def run(cfg: DistillConfig) -> Path:
     examples = sft_examples(records)
     if not examples:
         raise ReasrmDataError(f"the teacher kept no chains ({output / 'chains.jsonl'} says why): nothing to train on")
-    log.info("distill: %d of %d chains kept; training %s", len(examples), len(records), where)
+    log.info("distill: %d chains kept from %d of %d pairs; training %s", len(examples),
+             sum(r["kept"] for r in records), len(records), where)  # fmt: skip
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, **cfg.lora.model_kwargs())
     heldout = []
     if cfg.validation_pairs:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
@@ -137,12 +170,12 @@ def run(cfg: DistillConfig) -> Path:
     trainer = sft_trainer(cfg, model.train(), tokenizer, examples, output)
     trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
     final = output / "final"
-    trainer.save_model(str(final))
+    judge = save_judge(trainer, cfg.lora, final)
     tokenizer.save_pretrained(final)
-    card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg)
+    card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg, lora=cfg.lora.describe())
     log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
     if heldout:
-        measured["after"] = validate(trainer.model, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)
+        measured["after"] = validate(judge, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)
         (output / "eval.json").write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
         rows = [("base model", measured["before"]), ("after distill", measured["after"])]
         log.info("held-out validation, %d pairs in both orders:\n%s", len(heldout), "\n".join(table_lines(rows)))

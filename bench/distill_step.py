@@ -1,0 +1,96 @@
+"""Stage one's SFT step vs a plain PyTorch loop over the same tokens, on the embedded default.
+
+    python bench/distill_step.py [--steps 6] [--batch-size 8]
+
+The stage's trainer is built exactly as `reasrm distill` builds it (``reasrm.training.distill.sft_trainer``:
+TRL's SFTTrainer, completion-only loss, the dtype the hardware picks) on template-teacher chains of the
+demo recipe in the shipped ``compact`` prompt. The plain loop is ``model(**batch).loss.backward()`` and
+``torch.optim.AdamW`` on a second copy of the same model, fed the very batches the trainer's data loader
+yields. Both run in one process, alternating (plain, stage, plain), so the figures are side by side on
+this shared machine; the first step of each phase is a warm-up and not counted. Prints the median seconds
+per optimizer step of each and their ratio (target: the stage <= 1.3x the plain loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from reasrm.config import load_config
+from reasrm.models import load_model, load_tokenizer
+from reasrm.training.distill import DistillConfig, prepare, sft_examples, sft_trainer
+from reasrm.training.teacher import generate_chains
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class StepTimes(TrainerCallback):
+    def __init__(self):
+        self.times: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._started)
+
+
+def plain_steps(model, batches: list[dict], lr: float) -> list[float]:
+    """Forward, backward and AdamW on each batch; seconds per step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    times = []
+    for batch in batches:
+        started = time.perf_counter()
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                     labels=batch["labels"]).loss  # fmt: skip
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per phase (plus one warm-up)")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per step (the shipped config's 8)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        n = (args.steps + 1) * args.batch_size
+        cfg = load_config(ROOT / "stages" / "distill.yaml", [f"limit={n}", f"output={tmp}/run", "validation_pairs=0",
+                          f"max_steps={args.steps + 1}", f"per_device_train_batch_size={args.batch_size}",
+                          "save_steps=1000"], schema=DistillConfig)  # fmt: skip
+        prompt, jobs, output = prepare(cfg)
+        examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
+        tokenizer = load_tokenizer(cfg.model)
+        trainer = sft_trainer(cfg, load_model(cfg.model).train(), tokenizer, examples, output)
+        batches = [dict(b) for b in trainer.get_train_dataloader()][: args.steps + 1]
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
+        plain_model = load_model(cfg.model)
+
+        before = plain_steps(plain_model, batches, cfg.learning_rate)[1:]
+        timer = StepTimes()
+        trainer.add_callback(timer)
+        trainer.train()
+        after = plain_steps(plain_model, batches, cfg.learning_rate)[1:]
+
+    stage, plain = statistics.median(timer.times[1:]), statistics.median(before + after)
+    dtype = next(plain_model.parameters()).dtype
+    print(f"model {type(plain_model).__name__}, dtype {dtype}, batch {args.batch_size} examples, {tokens:.0f} "
+          f"tokens per step on average, {args.steps} timed steps per phase")  # fmt: skip
+    print(f"  plain PyTorch loop (forward, backward, AdamW)  {plain:6.2f} s/step  (median of {len(before + after)})")
+    print(f"  reasrm distill (TRL SFTTrainer)                {stage:6.2f} s/step  (median of {len(timer.times) - 1})")
+    print(f"  ratio stage / plain: {stage / plain:.2f}  (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

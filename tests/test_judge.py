@@ -70,6 +70,22 @@ def test_sampling_is_seeded(tiny_model):
     assert sample(0, top_p=1e-6) == greedy  # a vanishing nucleus keeps only the top token
 
 
+def test_n_samples_prefill_each_prompt_once_and_match_repeated_prompts(tiny_model):
+    """``generate(..., n=k)``: each prompt prefilled once, its KV cache repeated for k rows: greedy, the rows
+    equal k separate copies of the prompt; sampled, they differ; results come n per conversation, in order."""
+    backend = HFBackend.load(str(tiny_model), device="cpu")
+    conversations = [render("rm-r1-instruct", ({"role": "user", "content": q},), "yes", "no") for q in ("a", "b c d")]
+    greedy = GenerationConfig(max_new_tokens=10, batch_size=6)
+    repeated = backend.generate([c for c in conversations for _ in range(3)], greedy)
+    grouped = backend.generate(conversations, greedy, n=3)
+    assert [g.text for g in grouped] == [g.text for g in repeated]
+    assert [g.completion_ids for g in grouped] == [g.completion_ids for g in repeated]
+    assert all(backend.tokenizer.decode(g.completion_ids, skip_special_tokens=True) == g.text for g in grouped)
+    sampled = backend.generate(conversations, GenerationConfig(max_new_tokens=10, temperature=1.0, batch_size=4), n=3)
+    assert len(sampled) == 6 and len({g.text for g in sampled[:3]}) > 1  # batch_size 4: one prompt per batch
+    assert [g.prompt_tokens for g in sampled] == [len(backend.prompt_ids(c)) for c in conversations for _ in range(3)]
+
+
 @pytest.fixture(scope="module")
 def judge(tiny_model, tmp_path_factory):
     """A reasrm-style checkpoint: the tiny model with a judge card naming its prompt format."""

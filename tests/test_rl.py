@@ -107,6 +107,40 @@ def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp
             assert (pair, "AB") in seen and (pair, "BA") in seen
 
 
+def test_hf_rollouts_give_trl_each_group_from_its_own_prompt(tiny_model, tmp_path):
+    """`rollouts: hf`: TRL's rollout_func on reasrm's backend. In a real GRPO step every prompt of the
+    generation batch gets num_generations sampled completions of its own, and TRL trains on them."""
+    from reasrm.models import load_model, load_tokenizer
+    from reasrm.prompts import JudgePrompt
+    from reasrm.training.rl import grpo_trainer
+
+    overrides = [f"model={tiny_model}", "num_generations=4", "per_device_train_batch_size=8",
+                 "max_completion_length=12", "max_steps=1", "rollouts=hf", f"output={tmp_path}"]  # fmt: skip
+    cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
+    tokenizer = load_tokenizer(str(tiny_model))
+    rows = grpo_rows(JudgePrompt.create("compact"), _jobs(4), both_orders=True, seed=0)
+    trainer = grpo_trainer(cfg, load_model(str(tiny_model)), tokenizer, rows, tmp_path, [])
+    calls = []
+
+    def recorded(prompts, trainer):
+        out = rollouts(prompts, trainer)
+        calls.append((prompts, out))
+        return out
+
+    rollouts, trainer.rollout_func = trainer.rollout_func, recorded
+    trainer.train()
+    assert trainer.state.global_step == 1 and len(calls) == 1
+    prompts, out = calls[0]
+    assert len(prompts) == len(out["prompt_ids"]) == len(out["completion_ids"]) == 8
+    for start in range(0, 8, 4):  # a group: one prompt, its own tokens, four different samples
+        group = out["prompt_ids"][start : start + 4]
+        assert all(ids == tokenizer.apply_chat_template(prompts[start], add_generation_prompt=True, tokenize=True,
+                                                        return_dict=False) for ids in group)  # fmt: skip
+        assert len({tuple(c) for c in out["completion_ids"][start : start + 4]}) > 1
+    assert all(1 <= len(c) <= 12 for c in out["completion_ids"])
+    assert rollouts.seconds > 0
+
+
 def test_rl_config_problems_name_their_keys(capsys):
     assert main(["validate", "stages/rl.yaml", "num_generations=3"]) == 2
     err = capsys.readouterr().err

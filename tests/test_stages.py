@@ -258,7 +258,7 @@ def test_distill_with_lora_saves_an_adapter_or_merged_weights_that_judge_alike(t
     assert [c.text for j in base.judge(pairs) for c in j.calls] != texts[True]  # and training changed the model
 
 
-def test_qlora_is_refused_clearly_without_a_gpu(tiny_model, tmp_path, capsys):
+def test_qlora_and_packing_are_refused_clearly_without_a_gpu(tiny_model, tmp_path, capsys):
     args = ["distill", "stages/distill.yaml", f"model={tiny_model}", "limit=2", "validation_pairs=0",
             f"output={tmp_path / 'q'}", "lora.quantization=4bit"]  # fmt: skip
     assert main(args) == 2
@@ -268,6 +268,8 @@ def test_qlora_is_refused_clearly_without_a_gpu(tiny_model, tmp_path, capsys):
     assert "lora.merge: must be false with QLoRA" in capsys.readouterr().err
     assert main([*args, "lora.r=8", "lora.merge=false"]) == 2
     assert "lora.quantization=4bit (QLoRA) needs a CUDA GPU" in capsys.readouterr().err
+    assert main([*args[:-1], "packing=true"]) == 2  # padded batches here: packing needs flash-attn
+    assert "'packing': padding-free packed batches need flash-attn" in capsys.readouterr().err
 
 
 def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):

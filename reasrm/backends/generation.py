@@ -47,6 +47,7 @@ class Generation:
     too_long: bool = False  # the prompt was over the limit and was not generated (status too_long)
     retries: int = 0  # extra attempts this call took (openai backend: rate limits, server errors, timeouts)
     cached: bool = False  # answered from a reply cache (reasrm.backends.cache), not generated now
+    completion_ids: tuple[int, ...] | None = None  # the generated tokens, end-of-turn included (hf backend)
 
 
 # Every backend's ``generate(conversations, settings, on_batch=None, on_reply=None)``: ``on_batch(n)`` after

@@ -59,30 +59,34 @@ class HFBackend:
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
         on_reply: Callable[[int, Generation], None] | None = None,
+        n: int = 1,
     ) -> list[Generation]:
+        """One generation per conversation; with ``n`` > 1, ``n`` samples of each (``n`` adjacent results per
+        conversation, ``on_reply`` indexed by result), its prompt prefilled once and its KV cache shared."""
         if not conversations:
             return []
         ids = [self.prompt_ids(c) for c in conversations]
         limit = self.prompt_limit(settings)
-        results: list[Generation | None] = [None] * len(ids)
+        results: list[Generation | None] = [None] * (len(ids) * n)
         for i, x in enumerate(ids):  # over the limit: not generated (one long prompt would take the batch down)
             if len(x) > limit:
-                results[i] = Generation("", len(x), 0, 0.0, too_long=True)
-        fits = [i for i in range(len(ids)) if results[i] is None]
+                results[i * n : (i + 1) * n] = [Generation("", len(x), 0, 0.0, too_long=True)] * n
+        fits = [i for i in range(len(ids)) if results[i * n] is None]
         if not fits:
             return results
         prefix_len = self._use_prefix([ids[i] for i in fits]) if self.prefix_cache else 0
         order = sorted(fits, key=lambda i: len(ids[i]))  # similar lengths share a batch
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            for i, generation in zip(
-                batch, self._generate_batch([ids[i] for i in batch], prefix_len, settings), strict=True
-            ):
-                results[i] = generation
+        per_batch = max(1, settings.batch_size // n)
+        for start in range(0, len(order), per_batch):
+            batch = order[start : start + per_batch]
+            generations = self._generate_batch([ids[i] for i in batch], prefix_len, settings, n)
+            for k, generation in enumerate(generations):
+                index = batch[k // n] * n + k % n
+                results[index] = generation
                 if on_reply is not None:
-                    on_reply(i, generation)
+                    on_reply(index, generation)
             if on_batch is not None:
-                on_batch(len(batch))
+                on_batch(len(generations))
         return results
 
     def _use_prefix(self, ids: list[list[int]]) -> int:
@@ -102,8 +106,9 @@ class HFBackend:
         self.model(input_ids=prefix, past_key_values=self._cache, use_cache=True)
         return target
 
-    def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig):
-        """Decode one batch; a row that finishes leaves the batch (and the KV cache) at once."""
+    def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int = 1):
+        """Decode one batch, ``n`` samples per prompt (each prompt is prefilled once, then its KV cache is
+        repeated ``n`` times); a row that finishes leaves the batch (and the KV cache) at once."""
         device = self.model.device
         width = max(len(x) for x in batch)
         rows, masks = [], []
@@ -122,10 +127,10 @@ class HFBackend:
         step_positions = positions[:, prefix_len:]
         pick = _picker(settings, device)
         eos = set(_as_list(self.model.generation_config.eos_token_id))
-        active = list(range(len(batch)))  # batch rows still generating, in cache order
-        generated: list[list[int]] = [[] for _ in batch]
+        active = list(range(len(batch) * n))  # rows still generating (n per prompt), in cache order
+        generated: list[list[int]] = [[] for _ in active]
         started = time.perf_counter()
-        for _ in range(settings.max_new_tokens):
+        for step in range(settings.max_new_tokens):
             logits = self.model(
                 input_ids=step_ids,
                 attention_mask=mask,
@@ -134,6 +139,9 @@ class HFBackend:
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1, :]
+            if step == 0 and n > 1:  # the prompts are prefilled: now n rows of each
+                logits, mask = logits.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
+                cache.batch_repeat_interleave(n)
             tokens = pick(logits.float())
             keep = []
             for k, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
@@ -150,11 +158,12 @@ class HFBackend:
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             step_ids = tokens[:, None]
             step_positions = mask.sum(-1, keepdim=True) - 1
-        seconds = (time.perf_counter() - started) / len(batch)
+        seconds = (time.perf_counter() - started) / len(generated)
         return [
-            Generation(self.tokenizer.decode(out, skip_special_tokens=True), len(x), len(out), seconds)
-            for x, out in zip(batch, generated, strict=True)
-        ]
+            Generation(self.tokenizer.decode(out, skip_special_tokens=True), len(batch[k // n]), len(out), seconds,
+                       completion_ids=tuple(out))
+            for k, out in enumerate(generated)
+        ]  # fmt: skip
 
 
 def _picker(settings: GenerationConfig, device) -> Callable[[torch.Tensor], torch.Tensor]:

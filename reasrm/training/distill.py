@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm.config import Problem, option
-from reasrm.errors import ReasrmDataError
-from reasrm.models import load_model, load_tokenizer
+from reasrm.errors import ReasrmConfigError, ReasrmDataError
+from reasrm.models import load_model, load_tokenizer, pick_attention, pick_device
 from reasrm.prompts import JudgePrompt
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
@@ -60,6 +60,7 @@ class DistillConfig:
     gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1)
     max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
+    packing: bool = option("Padding-free packed batches (TRL's bfd packing; needs flash-attn on a GPU).", False)
     lora: LoraSettings = option("LoRA / QLoRA adapters through peft (r: 0 = train every weight).",
                                 factory=LoraSettings)  # fmt: skip
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
@@ -114,6 +115,7 @@ def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], outp
         max_length=cfg.max_length,
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         completion_only_loss=True,
+        packing=cfg.packing,  # best-fit packing without padding: attention must respect sequence boundaries
         **trainer_args(output, cfg),
     )
     return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
@@ -152,6 +154,9 @@ def save_judge(trainer, lora: LoraSettings, final: Path):
 def run(cfg: DistillConfig) -> Path:
     """Chains, then SFT; returns ``output/final`` (a judge checkpoint with its card)."""
     where = trainable(cfg.model)
+    if cfg.packing and pick_attention(pick_device()) != "flash_attention_2":
+        raise ReasrmConfigError("'packing': padding-free packed batches need flash-attn (a CUDA GPU with the "
+                                "flash-attn extra); here batches are padded: set packing=false")  # fmt: skip
     prompt, jobs, output = prepare(cfg)
     records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
     examples = sft_examples(records)

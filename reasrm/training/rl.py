@@ -52,6 +52,7 @@ RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "ru
                "loss_type", "max_completion_length", "filter_pass_rate", "filter_samples",
                "validation_pairs")  # fmt: skip
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+ROLLOUTS = ("hf", "trl")
 
 
 @dataclass
@@ -93,7 +94,10 @@ class RLConfig:
     validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
     eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 4)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
-    use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra).", False)
+    rollouts: str = option("Who generates the rollouts: trl (TRL's generate) or hf (reasrm's backend through "
+                           "TRL's rollout_func: each prompt prefilled once for its group, finished rows leave the "
+                           "batch).", "trl")  # fmt: skip
+    use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra); overrides rollouts.", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
 
     def check(self) -> list[Problem]:
@@ -118,6 +122,8 @@ class RLConfig:
         band = self.filter_pass_rate
         if band is not None and not (len(band) == 2 and 0 <= band[0] <= band[1] <= 1):
             problems.append(("filter_pass_rate", f"must be [low, high] with 0 <= low <= high <= 1, got {band}"))
+        if self.rollouts not in ROLLOUTS:
+            problems.append(("rollouts", f"must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}"))
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
@@ -214,9 +220,6 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
 
 def run(cfg: RLConfig) -> Path:
     """GRPO with the configured rewards; returns ``output/final`` (a judge checkpoint with its card)."""
-    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
-    from trl import GRPOConfig, GRPOTrainer
-
     from reasrm.training.callbacks import HeldOutValidation
 
     where = trainable(cfg.model)
@@ -238,6 +241,43 @@ def run(cfg: RLConfig) -> Path:
     log.info("rl: %d pairs, %d prompts (%s); training %s", len(jobs), len(rows),
              "both slot orders" if cfg.both_orders else "one slot order each", where)  # fmt: skip
 
+    validation = None
+    if heldout:
+        # The distilled judge's own "after" figures, when its stage measured these pairs the same way.
+        measured = dict(lineage(cfg.model, jobs_digest(heldout)))
+        start = measured.get("after distill")
+        start = start if start and start.get("max_new_tokens") == cfg.max_completion_length else None
+        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
+                                       cfg.max_completion_length, cfg.eval_steps, start=start)  # fmt: skip
+    trainer = grpo_trainer(cfg, model, tokenizer, rows, output, [validation] if validation else [])
+    if validation:
+        validation.trainer = trainer
+    trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
+    final = output / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(final)
+    base = card.base_model if card else cfg.model
+    new = write_card(final, prompt, [pair for pair, _ in jobs], base, cfg, inherited=card)
+    log.info("trained judge: %s (prompt format %s, rubric pack %s)", final, new.prompt_format, new.rubric_pack)
+    if validation:
+        report(output, trainer.state.log_history, validation.records, cfg.model)
+    return final
+
+
+def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path, callbacks: list):
+    """TRL's GRPOTrainer on the stage's rows, rewards and settings; rollouts from reasrm's hf backend
+    (``rollouts: hf``, TRL's ``rollout_func``), TRL's own generate (``trl``) or vLLM (``use_vllm``)."""
+    import os
+
+    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
+    from trl import GRPOConfig, GRPOTrainer
+
+    rollout_func = None
+    if cfg.rollouts == "hf" and not cfg.use_vllm:
+        from reasrm.training.rollouts import HFRollouts
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
+        rollout_func = HFRollouts(tokenizer, batch_size=cfg.per_device_train_batch_size, seed=cfg.seed)
     args = GRPOConfig(
         num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -255,29 +295,9 @@ def run(cfg: RLConfig) -> Path:
         log_completions=False,
         **trainer_args(output, cfg),
     )
-    validation = None
-    if heldout:
-        # The distilled judge's own "after" figures, when its stage measured these pairs the same way.
-        measured = dict(lineage(cfg.model, jobs_digest(heldout)))
-        start = measured.get("after distill")
-        start = start if start and start.get("max_new_tokens") == cfg.max_completion_length else None
-        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
-                                       cfg.max_completion_length, cfg.eval_steps, start=start)  # fmt: skip
-    trainer = GRPOTrainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          callbacks=[validation] if validation else None)  # fmt: skip
-    if validation:
-        validation.trainer = trainer
-    trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
-    final = output / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(final)
-    base = card.base_model if card else cfg.model
-    new = write_card(final, prompt, [pair for pair, _ in jobs], base, cfg, inherited=card)
-    log.info("trained judge: %s (prompt format %s, rubric pack %s)", final, new.prompt_format, new.rubric_pack)
-    if validation:
-        report(output, trainer.state.log_history, validation.records, cfg.model)
-    return final
+    return GRPOTrainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
+                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks or None,
+                       rollout_func=rollout_func)  # fmt: skip
 
 
 def report(output: Path, history: list[dict], records: list[dict], model: str | None) -> None:

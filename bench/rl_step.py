@@ -1,0 +1,145 @@
+"""Stage two's GRPO step vs a plain TRL `GRPOTrainer` script, side by side in one run.
+
+    python bench/rl_step.py --model runs/demo/distill/final [--steps 3] [--generations 8] [--batch 32]
+
+One model (a distilled judge writes realistic chains; the embedded default rambles to the length limit),
+the same rows (the demo recipe's training pairs in both slot orders, rendered with the judge card's
+prompt), the same reward (``verdict``), generations, lengths, learning rate and loss, three ways:
+
+  (a) plain TRL: ``GRPOTrainer(model, reward_funcs=verdict_reward, args=GRPOConfig(...))``, nothing else;
+  (b) the stage with TRL's own generation (``reasrm.training.rl.grpo_trainer``, ``rollouts: trl``);
+  (c) the stage with ``rollouts: hf``: TRL's ``rollout_func`` on reasrm's backend (the prompt prefilled
+      once per group, the shared system text once per batch, finished rows leave the batch).
+
+Each trains a fresh copy of the model for ``--steps`` steps after one warm-up step. Printed per way: the
+median seconds per step and its split (generation; old/reference log-probs, which TRL skips with beta 0
+and one iteration; the policy's forward and backward), the mean completion length (sampling differs, so
+read the ratios next to it), and the ratios (b)/(a) (target <= 1.10) and (c)/(a) (target <= 0.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from reasrm.card import judge_prompt, read_card
+from reasrm.config import load_config
+from reasrm.models import load_model, load_tokenizer
+from reasrm.training.common import trainer_args, training_jobs
+from reasrm.training.rewards import verdict_reward
+from reasrm.training.rl import RLConfig, grpo_rows, grpo_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Split(TrainerCallback):
+    """Seconds per optimizer step, split by wrapping the trainer's own methods (instrumentation only)."""
+
+    def __init__(self, trainer):
+        self.steps: list[dict] = []
+        self._now: dict = {}
+        self._scoring = False
+        for name, key in (("_generate", "generation"), ("_prepare_inputs", "prepare"),
+                          ("_get_per_token_logps_and_entropies", "logps"),
+                          ("_generate_and_score_completions", None)):  # fmt: skip
+            setattr(trainer, name, self._timed(getattr(trainer, name), key))
+        trainer.add_callback(self)
+
+    def _timed(self, method, key):
+        def wrapper(*args, **kwargs):
+            if key is None:  # old/reference log-probs are those computed while scoring, not in the loss
+                self._scoring = True
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    self._scoring = False
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                if key != "logps" or self._scoring:
+                    self._now[key] = self._now.get(key, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._now, self._started = {}, time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        total = time.perf_counter() - self._started
+        self.steps.append({"total": total, "generation": self._now.get("generation", 0.0),
+                           "logps": self._now.get("logps", 0.0),
+                           "policy": total - self._now.get("prepare", 0.0)})  # fmt: skip
+
+
+def plain_trl(cfg: RLConfig, model, tokenizer, rows, output: Path):
+    """What a user would write with TRL alone: the same settings, the verdict reward, no reasrm code."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(num_generations=cfg.num_generations, per_device_train_batch_size=cfg.per_device_train_batch_size,
+                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
+                      max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=cfg.loss_type,
+                      shuffle_dataset=False, **trainer_args(output, cfg))  # fmt: skip
+    return GRPOTrainer(model=model.train(), reward_funcs=verdict_reward, args=args,
+                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a judge checkpoint (default: the embedded default)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per way (after one warm-up step)")
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32, help="completions per step")
+    parser.add_argument("--max-completion-length", type=int, default=128)
+    parser.add_argument("--ways", default="a,b,c", help="which of a, b, c to run")
+    args = parser.parse_args()
+
+    tokenizer = load_tokenizer(args.model)
+    prompt = judge_prompt(args.model, read_card(args.model), None, None)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for way in args.ways.split(","):
+            cfg = load_config(ROOT / "stages" / "rl.yaml", [
+                f"num_generations={args.generations}", f"per_device_train_batch_size={args.batch}",
+                f"max_completion_length={args.max_completion_length}", f"max_steps={args.steps + 1}",
+                "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
+                f"rollouts={'hf' if way == 'c' else 'trl'}"], schema=RLConfig)  # fmt: skip
+            rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
+            model = load_model(args.model)
+            if way == "a":
+                trainer = plain_trl(cfg, model, tokenizer, rows, Path(tmp, way))
+            else:
+                trainer = grpo_trainer(cfg, model, tokenizer, rows, Path(tmp, way), [])
+            split = Split(trainer)
+            trainer.train()
+            lengths = [
+                h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
+            ]
+            timed = split.steps[1:]
+            results[way] = {k: statistics.median(s[k] for s in timed) for k in timed[0]}
+            results[way]["length"] = statistics.mean(lengths[1:])
+
+    names = {"a": "(a) plain TRL GRPOTrainer", "b": "(b) reasrm rl, rollouts: trl", "c": "(c) reasrm rl, rollouts: hf"}
+    print(
+        f"model {args.model or 'embedded default'}; {args.batch} completions per step ({args.generations} per "
+        f"prompt), <= {args.max_completion_length} tokens; median of {args.steps} steps after a warm-up"
+    )
+    print(f"  {'':<32} {'s/step':>8} {'generate':>9} {'logps':>7} {'policy':>7} {'tokens':>7}")
+    for way, r in results.items():
+        print(f"  {names[way]:<32} {r['total']:8.1f} {r['generation']:9.1f} {r['logps']:7.1f} {r['policy']:7.1f} "
+              f"{r['length']:7.1f}")  # fmt: skip
+    if "a" in results:
+        for way, target in (("b", 1.10), ("c", 0.7)):
+            if way in results:
+                ratio = results[way]["total"] / results["a"]["total"]
+                print(f"  ratio {way}/a: {ratio:.2f} (target <= {target})")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,8 @@
     python bench/distill_step.py [--steps 6] [--batch-size 8]
 
 The stage's trainer is built exactly as `reasrm distill` builds it (``reasrm.training.distill.sft_trainer``:
-TRL's SFTTrainer, completion-only loss, the dtype the hardware picks) on template-teacher chains of the
+TRL's SFTTrainer, completion-only loss, the dtype the hardware picks: fp32 weights on a CPU,
+bf16 autocast where the CPU has bf16 instructions) on template-teacher chains of the
 demo recipe in the shipped ``compact`` prompt. The plain loop is ``model(**batch).loss.backward()`` and
 ``torch.optim.AdamW`` on a second copy of the same model, fed the very batches the trainer's data loader
 yields. Both run in one process, alternating (plain, stage, plain), so the figures are side by side on
@@ -23,7 +24,7 @@ import torch
 from transformers import TrainerCallback
 
 from reasrm.config import load_config
-from reasrm.models import load_model, load_tokenizer
+from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
 from reasrm.training.distill import DistillConfig, prepare, sft_examples, sft_trainer
 from reasrm.training.teacher import generate_chains
 
@@ -41,15 +42,17 @@ class StepTimes(TrainerCallback):
         self.times.append(time.perf_counter() - self._started)
 
 
-def plain_steps(model, batches: list[dict], lr: float) -> list[float]:
-    """Forward, backward and AdamW on each batch; seconds per step."""
+def plain_steps(model, batches: list[dict], lr: float, bf16: bool) -> list[float]:
+    """Forward, backward and AdamW on each batch (under bf16 autocast where the trainer uses it); seconds per
+    step."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     times = []
     for batch in batches:
         started = time.perf_counter()
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                     labels=batch["labels"]).loss  # fmt: skip
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                         labels=batch["labels"]).loss  # fmt: skip
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -72,21 +75,23 @@ def main() -> None:
         prompt, jobs, output = prepare(cfg)
         examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
         tokenizer = load_tokenizer(cfg.model)
-        trainer = sft_trainer(cfg, load_model(cfg.model).train(), tokenizer, examples, output)
+        dtype = train_dtype(pick_device())
+        trainer = sft_trainer(cfg, load_model(cfg.model, dtype=dtype).train(), tokenizer, examples, output)
         batches = [dict(b) for b in trainer.get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-        plain_model = load_model(cfg.model)
+        plain_model = load_model(cfg.model, dtype=dtype)
+        bf16 = trainer.args.bf16
 
-        before = plain_steps(plain_model, batches, cfg.learning_rate)[1:]
+        before = plain_steps(plain_model, batches, cfg.learning_rate, bf16)[1:]
         timer = StepTimes()
         trainer.add_callback(timer)
         trainer.train()
-        after = plain_steps(plain_model, batches, cfg.learning_rate)[1:]
+        after = plain_steps(plain_model, batches, cfg.learning_rate, bf16)[1:]
 
     stage, plain = statistics.median(timer.times[1:]), statistics.median(before + after)
-    dtype = next(plain_model.parameters()).dtype
-    print(f"model {type(plain_model).__name__}, dtype {dtype}, batch {args.batch_size} examples, {tokens:.0f} "
-          f"tokens per step on average, {args.steps} timed steps per phase")  # fmt: skip
+    compute = "bf16 autocast" if bf16 else "no autocast"
+    print(f"model {type(plain_model).__name__}, weights {dtype} ({compute}), batch {args.batch_size} examples, "
+          f"{tokens:.0f} tokens per step on average, {args.steps} timed steps per phase")  # fmt: skip
     print(f"  plain PyTorch loop (forward, backward, AdamW)  {plain:6.2f} s/step  (median of {len(before + after)})")
     print(f"  reasrm distill (TRL SFTTrainer)                {stage:6.2f} s/step  (median of {len(timer.times) - 1})")
     print(f"  ratio stage / plain: {stage / plain:.2f}  (target <= 1.3)")

@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import load_config
-from reasrm.models import load_model, load_tokenizer
+from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
 from reasrm.training.common import trainer_args, training_jobs
 from reasrm.training.rewards import verdict_reward
 from reasrm.training.rl import RLConfig, grpo_rows, grpo_trainer
@@ -111,7 +111,7 @@ def main() -> None:
                 "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
                 f"rollouts={'hf' if way == 'c' else 'trl'}"], schema=RLConfig)  # fmt: skip
             rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
-            model = load_model(args.model)
+            model = load_model(args.model, dtype=train_dtype(pick_device()))
             if way == "a":
                 trainer = plain_trl(cfg, model, tokenizer, rows, Path(tmp, way))
             else:

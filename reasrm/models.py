@@ -56,6 +56,16 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if _cpu_has_bf16() else torch.float32
 
 
+def train_dtype(device: str) -> torch.dtype:
+    """The dtype a trainer keeps the weights in. On a CPU always fp32: where the CPU has bf16 instructions
+    the trainer computes in bf16 under autocast (``trainer_args``), while the weights and the optimizer stay
+    fp32, so that updates of lr 1e-5 are not rounded away (bf16 keeps 8 bits of mantissa). On a GPU the
+    hardware's dtype, as TRL loads models there."""
+    import torch
+
+    return pick_dtype(device) if device.startswith("cuda") else torch.float32
+
+
 @cache
 def _cpu_has_bf16() -> bool:
     try:

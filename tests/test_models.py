@@ -14,12 +14,29 @@ from reasrm.models import (
     pick_attention,
     pick_dtype,
     resolve,
+    train_dtype,
 )
 
 
 def test_dtype_and_attention_follow_the_hardware():
     assert pick_dtype("cpu") == (torch.bfloat16 if _cpu_has_bf16() else torch.float32)
     assert pick_attention("cpu") == "sdpa"  # flash-attn is GPU-only
+
+
+def test_trainers_keep_fp32_weights_on_a_cpu_and_accept_bf16_compute_there(tmp_path):
+    """A CPU with bf16 instructions (AMX) trains in bf16 autocast over fp32 weights: transformers refuses
+    ``bf16=True`` without a GPU unless ``use_cpu`` is set, which once crashed every stage on such a CPU."""
+    from types import SimpleNamespace
+
+    from trl import GRPOConfig, SFTConfig
+
+    from reasrm.training.common import trainer_args
+
+    assert train_dtype("cpu") == torch.float32
+    args = trainer_args(tmp_path, SimpleNamespace(seed=0, save_steps=10))
+    assert args["use_cpu"] and args["bf16"] == _cpu_has_bf16()
+    for config in (SFTConfig, GRPOConfig):
+        assert config(**{**args, "bf16": True}).bf16  # what an AMX CPU gets: accepted, not a ValueError
 
 
 def test_embedded_default_is_a_cached_hf_folder():

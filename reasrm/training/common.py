@@ -127,14 +127,15 @@ def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model:
 def trainer_args(output: Path, cfg) -> dict:
     """The trainer settings every stage shares: where it saves and how often (``cfg.save_steps``, the last
     two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and what the
-    hardware decides. TRL defaults to bf16, 14x slower on a CPU without bf16 instructions (measured);
-    pinned memory only helps with a GPU."""
+    hardware decides. TRL defaults to bf16, 14x slower on a CPU without bf16 instructions (measured); a
+    CPU that has them (AMX) trains in bf16, which transformers allows only with ``use_cpu``; pinned memory
+    only helps with a GPU."""
     import torch  # seconds to import: only a run pays for it, not `reasrm validate`
 
     device = pick_device()
     return {"output_dir": str(output), "seed": cfg.seed, "logging_steps": 1, "save_steps": cfg.save_steps,
             "save_total_limit": 2, "report_to": "none", "bf16": pick_dtype(device) == torch.bfloat16,
-            "dataloader_pin_memory": device == "cuda"}  # fmt: skip
+            "use_cpu": device == "cpu", "dataloader_pin_memory": device == "cuda"}  # fmt: skip
 
 
 def trainable(model: str | None, key: str = "model") -> str:

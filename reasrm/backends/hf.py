@@ -17,6 +17,7 @@ have already finished. Here a row that emits EOS leaves the batch and the KV cac
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,8 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self._prefix: tuple[int, ...] = ()
         self._cache: DynamicCache | None = None
+        # transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name goes in 5.40)
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
     def load(cls, model: str | None, device: str | None = None, prefix_cache: bool = True) -> HFBackend:
@@ -103,7 +106,7 @@ class HFBackend:
         self._prefix = tuple(ids[0][:target])
         self._cache = DynamicCache(config=self.model.config)
         prefix = torch.tensor([self._prefix], device=self.model.device)
-        self.model(input_ids=prefix, past_key_values=self._cache, use_cache=True)
+        self.model(input_ids=prefix, use_cache=True, **{self._cache_arg: self._cache})
         return target
 
     def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int = 1):
@@ -135,9 +138,9 @@ class HFBackend:
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=step_positions,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache_arg: cache},
             ).logits[:, -1, :]
             if step == 0 and n > 1:  # the prompts are prefilled: now n rows of each
                 logits, mask = logits.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)

@@ -2,7 +2,7 @@
 
     python bench/learning.py                     # ~40 min on a 2-core CPU with AMX; --help for the knobs
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
-    python bench/learning.py --mix               # the whole graded mix: five families, levels 1-3
+    python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -58,6 +58,11 @@ def main() -> None:
         help="stage-one chains (the shipped 96; 256 already leave a judge right on ~98%% of two-digit pairs)",
     )
     parser.add_argument("--steps", type=int, default=12, help="GRPO steps per RL run")
+    parser.add_argument(
+        "--max-completion-length",
+        type=int,
+        help="RL completions and validations, in tokens (default 128; 256 with --mix, whose chains run longer)",
+    )
     parser.add_argument("--output", default="runs/bench/learning")
     parser.add_argument(
         "--mix",
@@ -71,19 +76,22 @@ def main() -> None:
     mix = ", families: {comparison: 1, arithmetic: 1, unit_conversion: 1, sorting: 1, python_expression: 1}, " \
           "levels: [1, 2, 3]" if args.mix else ""  # fmt: skip
     data = f"recipe_params={{n: {args.n}{mix}}}"
+    length = args.max_completion_length or (256 if args.mix else 128)
     seconds = {}
     start = args.skip_distill or str(out / "distill" / "final")
     if not args.skip_distill:
         # Validated on the RL runs' pairs: both RL runs then start from these figures instead of measuring again.
         seconds["distill"] = reasrm("distill", "stages/distill.yaml", data, f"limit={args.chains}",
-                                    f"validation_pairs={args.pairs}", f"output={out / 'distill'}",
+                                    f"validation_pairs={args.pairs}", f"validation_max_new_tokens={length}",
+                                    f"output={out / 'distill'}",
                                     "overwrite=true")  # fmt: skip
     results = {}
     for name, extra in RUNS.items():
         if args.only and name != args.only:
             continue
         seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
-                               f"validation_pairs={args.pairs}", "eval_steps=0", f"output={out / name}",
+                               f"max_completion_length={length}", f"validation_pairs={args.pairs}", "eval_steps=0",
+                               f"output={out / name}",
                                "overwrite=true", *extra)  # fmt: skip
         results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
 

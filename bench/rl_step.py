@@ -10,6 +10,8 @@ prompt), the same reward (``verdict``), generations, lengths, learning rate and 
   (b) the stage with TRL's own generation (``reasrm.training.rl.grpo_trainer``, ``rollouts: trl``);
   (c) the stage with ``rollouts: hf``: TRL's ``rollout_func`` on reasrm's backend (the prompt prefilled
       once per group, the shared system text once per batch, finished rows leave the batch).
+Both stage ways train with the shipped ``shared_prefix: true`` (the loss runs each group's prompt once;
+``reasrm.training.shared_prefix``), which shrinks the policy column; ``--no-shared-prefix`` turns it off.
 
 Each trains a fresh copy of the model for ``--steps`` steps after one warm-up step. Printed per way: the
 median seconds per step and its split (generation; old/reference log-probs, which TRL skips with beta 0
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="completions per step")
     parser.add_argument("--max-completion-length", type=int, default=128)
     parser.add_argument("--ways", default="a,b,c", help="which of a, b, c to run")
+    parser.add_argument("--no-shared-prefix", action="store_true", help="the stage's loss as TRL's (each row whole)")
     args = parser.parse_args()
 
     tokenizer = load_tokenizer(args.model)
@@ -109,7 +112,8 @@ def main() -> None:
                 f"num_generations={args.generations}", f"per_device_train_batch_size={args.batch}",
                 f"max_completion_length={args.max_completion_length}", f"max_steps={args.steps + 1}",
                 "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
-                f"rollouts={'hf' if way == 'c' else 'trl'}"], schema=RLConfig)  # fmt: skip
+                f"rollouts={'hf' if way == 'c' else 'trl'}", f"shared_prefix={not args.no_shared_prefix}"],
+                schema=RLConfig)  # fmt: skip
             rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
             model = load_model(args.model, dtype=train_dtype(pick_device()))
             if way == "a":

@@ -195,6 +195,14 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
 ADAPTER_FILE = "adapter_config.json"
 
 
+def cache_arg(model) -> str:
+    """The name ``model.forward`` takes a KV cache by: transformers 5.24 renamed ``past_key_values`` to
+    ``cache`` (the old name goes in 5.40)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def adapter_base(folder: Path) -> str:
     """The base model of a LoRA adapter folder: its judge card's ``base_model`` (``embedded:...``: the
     embedded default, wherever this machine keeps it), else the adapter's own ``base_model_name_or_path``."""

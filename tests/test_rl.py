@@ -226,3 +226,50 @@ def test_rl_table_starts_from_the_distilled_judges_own_measurement(tiny_model, t
                  r.getMessage())  # fmt: skip
     assert [line.split()[0] for line in table.splitlines()[2:]] == ["base", "after", "after"]
     assert "after distill" in table and "after RL (step 1)" in table
+
+
+def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_path):
+    """`shared_prefix: true` runs each group's prompt once and its completions on the prompt's KV cache.
+    On a batch shaped like TRL's (left-padded prompts of different lengths, each repeated for its group,
+    right-padded completions), log-probs, entropies and every weight's gradient equal TRL's own pass."""
+    import torch
+    from accelerate.utils import AutocastKwargs
+    from trl import GRPOTrainer
+
+    from reasrm.models import load_model, load_tokenizer
+    from reasrm.prompts import JudgePrompt
+    from reasrm.training.rl import grpo_trainer
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
+
+    overrides = [f"model={tiny_model}", "num_generations=3", "per_device_train_batch_size=6", f"output={tmp_path}"]
+    cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
+    tokenizer = load_tokenizer(str(tiny_model))
+    rows = grpo_rows(JudgePrompt.create("compact"), _jobs(2), both_orders=False, seed=0)
+    model = load_model(str(tiny_model), dtype=torch.float32)
+    trainer = grpo_trainer(cfg, model, tokenizer, rows, tmp_path, [])
+    assert isinstance(trainer, SharedPrefixGRPOTrainer)
+    trainer.accelerator.autocast_handler = AutocastKwargs(enabled=False)  # exact fp32 on every host (AMX: bf16)
+    torch.manual_seed(0)
+    prompts = [torch.randint(5, 1000, (n,)) for n in (9, 6)]
+    length, width = 9, 5
+    input_ids = torch.zeros(6, length + width, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row in range(6):
+        prompt, done = prompts[row // 3], (5, 3, 1)[row % 3]  # completions of 5, 3 and 1 tokens
+        input_ids[row, length - len(prompt) : length], mask[row, length - len(prompt) : length] = prompt, 1
+        input_ids[row, length : length + done], mask[row, length : length + done] = torch.randint(5, 1000, (done,)), 1
+
+    def run(method):
+        model.zero_grad()
+        logps, entropies, _ = method(trainer, model, input_ids, mask, width, compute_entropy=True)
+        (logps * mask[:, length:]).sum().backward()
+        return logps.detach(), entropies.detach(), [p.grad.clone() for p in model.parameters()]
+
+    ours = run(SharedPrefixGRPOTrainer._get_per_token_logps_and_entropies)
+    trls = run(GRPOTrainer._get_per_token_logps_and_entropies)
+    completion = mask[:, length:].bool()
+    assert torch.allclose(ours[0][completion], trls[0][completion], atol=1e-5)
+    assert torch.allclose(ours[1][completion], trls[1][completion], atol=1e-5)
+    for mine, theirs in zip(ours[2], trls[2], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)
+    assert any(g.abs().sum() > 0 for g in ours[2])

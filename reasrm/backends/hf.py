@@ -17,7 +17,6 @@ have already finished. Here a row that emits EOS leaves the batch and the KV cac
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from collections.abc import Callable, Sequence
 
@@ -25,7 +24,7 @@ import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from reasrm.backends.generation import Generation, GenerationConfig
-from reasrm.models import load_model, load_tokenizer
+from reasrm.models import cache_arg, load_model, load_tokenizer
 
 MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache
 
@@ -37,8 +36,7 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self._prefix: tuple[int, ...] = ()
         self._cache: DynamicCache | None = None
-        # transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name goes in 5.40)
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_arg(model)
 
     @classmethod
     def load(cls, model: str | None, device: str | None = None, prefix_cache: bool = True) -> HFBackend:

@@ -97,6 +97,9 @@ class RLConfig:
     rollouts: str = option("Who generates the rollouts: trl (TRL's generate) or hf (reasrm's backend through "
                            "TRL's rollout_func: each prompt prefilled once for its group, finished rows leave the "
                            "batch).", "trl")  # fmt: skip
+    shared_prefix: bool = option("In the loss, run each group's prompt once and its completions on its KV cache "
+                                 "(TRL's log-probs and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
+                                 True)  # fmt: skip
     use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra); overrides rollouts.", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
 
@@ -272,6 +275,8 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
     from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
     from trl import GRPOConfig, GRPOTrainer
 
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
+
     rollout_func = None
     if cfg.rollouts == "hf" and not cfg.use_vllm:
         from reasrm.training.rollouts import HFRollouts
@@ -295,7 +300,8 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         log_completions=False,
         **trainer_args(output, cfg),
     )
-    return GRPOTrainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
+    trainer = SharedPrefixGRPOTrainer if cfg.shared_prefix else GRPOTrainer
+    return trainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
                        train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks or None,
                        rollout_func=rollout_func)  # fmt: skip
 

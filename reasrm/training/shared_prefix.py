@@ -1,0 +1,82 @@
+"""The GRPO loss with each group's prompt run once: TRL's log-probs and gradients for fewer FLOPs.
+
+TRL's ``GRPOTrainer`` scores a completion with a forward (and backward) pass over its whole sequence,
+prompt and completion. The ``num_generations`` completions of a group share their prompt, so TRL runs
+that prompt once per completion: with the judge's ~250-token prompts and ~100-token chains, ~70% of the
+policy's forward and backward is the same prompt again (bench/rl_step.py, the step's split).
+
+:class:`SharedPrefixGRPOTrainer` (``shared_prefix: true`` in the stage config) overrides the one method
+that computes the per-token log-probs: each distinct prompt of a chunk runs once and fills a KV cache,
+the cache rows are repeated for the prompt's completions, and the completions run on it. Gradients flow
+back through the repeated cache into the prompt's one pass, summed over its group: the same log-probs,
+entropies and gradients as TRL's own pass up to float rounding (tests/test_rl.py compares both), for
+``P + G*C`` instead of ``G*(P + C)`` tokens per group. Positions count from the cache length, as they
+count over the padded sequence in TRL's pass, and the attention mask is TRL's.
+
+Falls back to TRL's method where a cache cannot stand in: multimodal inputs, MoE auxiliary losses,
+gradient checkpointing (no cache), PEFT-wrapped models, or a chunk whose prompts are all different.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+from trl import GRPOTrainer
+
+from reasrm.models import cache_arg
+
+
+class SharedPrefixGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer``, each group's prompt run once in the loss (see the module docstring)."""
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                           **extra):  # fmt: skip
+        unwrapped = self.accelerator.unwrap_model(model)
+        prompt_length = input_ids.size(1) - logits_to_keep
+        starts, _ = _groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
+        if (any(v is not None for v in extra.values()) or compute_aux_loss or prompt_length < 2
+                or _checkpointing(unwrapped) or hasattr(unwrapped, "peft_config")
+                or len(starts) == input_ids.size(0)):  # fmt: skip
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)  # fmt: skip
+        cache_kwarg = cache_arg(unwrapped)
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            starts, rows = _groups(ids[:, :prompt_length], mask[:, :prompt_length])
+            cache = DynamicCache(config=unwrapped.config)
+            # The prompt but its last token: that token's position scores the completion's first token.
+            head = prompt_length - 1
+            with self.accelerator.autocast():
+                model(input_ids=ids[starts, :head], attention_mask=mask[starts, :head], use_cache=True,
+                      logits_to_keep=1, **{cache_kwarg: cache})  # fmt: skip
+                cache.batch_select_indices(rows)  # each completion's row of its prompt's cache (differentiable)
+                tail = ids[:, head:]
+                labels = tail.masked_fill(mask[:, head:] == 0, -100)
+                outputs = model(input_ids=tail, attention_mask=mask, labels=labels, fused_lm_head=True,
+                                **{cache_kwarg: cache})  # fmt: skip
+            logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(outputs.entropy[:, -logits_to_keep:])
+        return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+
+def _checkpointing(model) -> bool:
+    # transformers 5 renamed is_gradient_checkpointing (deprecated, goes in v6) to is_activation_checkpointing
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(type(model), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
+    return bool(getattr(model, name, False))
+
+
+def _groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs of identical prompts (TRL puts a group's rows next to each other): the row starting each run,
+    and for each row the index of its run."""
+    new = torch.ones(prompt_ids.size(0), dtype=torch.bool, device=prompt_ids.device)
+    new[1:] = ~((prompt_ids[1:] == prompt_ids[:-1]).all(dim=1) & (prompt_mask[1:] == prompt_mask[:-1]).all(dim=1))
+    return new.nonzero().squeeze(1), new.cumsum(0) - 1

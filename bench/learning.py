@@ -63,6 +63,12 @@ def main() -> None:
         type=int,
         help="RL completions and validations, in tokens (default 128; 256 with --mix, whose chains run longer)",
     )
+    parser.add_argument(
+        "--accumulate",
+        type=int,
+        help="loss passes per GRPO step (default 1; 2 with --mix: 32 completions of 256 tokens in one pass "
+        "peak at ~17 GB on a CPU, and the 24 GB host ran out of memory)",
+    )
     parser.add_argument("--output", default="runs/bench/learning")
     parser.add_argument(
         "--mix",
@@ -77,6 +83,8 @@ def main() -> None:
           "levels: [1, 2, 3]" if args.mix else ""  # fmt: skip
     data = f"recipe_params={{n: {args.n}{mix}}}"
     length = args.max_completion_length or (256 if args.mix else 128)
+    accumulate = args.accumulate or (2 if args.mix else 1)
+    batch = [f"per_device_train_batch_size={32 // accumulate}", f"gradient_accumulation_steps={accumulate}"]
     seconds = {}
     start = args.skip_distill or str(out / "distill" / "final")
     if not args.skip_distill:
@@ -92,7 +100,7 @@ def main() -> None:
         seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
                                f"max_completion_length={length}", f"validation_pairs={args.pairs}", "eval_steps=0",
                                f"output={out / name}",
-                               "overwrite=true", *extra)  # fmt: skip
+                               "overwrite=true", *batch, *extra)  # fmt: skip
         results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
 
     first = next(iter(results.values()))["before"]

@@ -83,9 +83,11 @@ def test_grpo_rows_put_both_orders_of_a_pair_next_to_each_other():
     assert len(single) == 6 and sorted(r["label"] for r in single) == ["A"] * 3 + ["B"] * 3
 
 
-def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp_path):
+@pytest.mark.parametrize("per_device, accumulated", [(8, 1), (4, 2)])
+def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp_path, per_device, accumulated):
     """TRL's own sampler and dataloader, as `reasrm rl` configures them: each generation batch (what a reward
-    function sees) holds both orders of each of its pairs, every prompt repeated num_generations times."""
+    function sees) holds both orders of each of its pairs, every prompt repeated num_generations times; with
+    gradient accumulation too (TRL generates a whole step's completions at once)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -93,8 +95,9 @@ def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp
     from reasrm.prompts import JudgePrompt
 
     rows = grpo_rows(JudgePrompt.create("compact"), _jobs(8), both_orders=True, seed=0)
-    args = GRPOConfig(output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=8, max_steps=4,
-                      shuffle_dataset=False, report_to="none", bf16=False)  # fmt: skip
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=per_device,
+                      gradient_accumulation_steps=accumulated, max_steps=4, shuffle_dataset=False,
+                      report_to="none", bf16=False)  # fmt: skip
     trainer = GRPOTrainer(model=load_model(str(tiny_model)), reward_funcs=REWARDS["verdict"], args=args,
                           train_dataset=Dataset.from_list(rows),
                           processing_class=load_tokenizer(str(tiny_model)))  # fmt: skip
@@ -144,7 +147,10 @@ def test_hf_rollouts_give_trl_each_group_from_its_own_prompt(tiny_model, tmp_pat
 def test_rl_config_problems_name_their_keys(capsys):
     assert main(["validate", "stages/rl.yaml", "num_generations=3"]) == 2
     err = capsys.readouterr().err
-    assert "per_device_train_batch_size: must be a multiple of 2 x num_generations: both orders of a pair (6)" in err
+    assert (
+        "per_device_train_batch_size: times gradient_accumulation_steps must be a multiple of 2 x "
+        "num_generations: both orders of a pair (6)"
+    ) in err
     assert main(["validate", "stages/rl.yaml", "reward_weights=[1.0]", "filter_pass_rate=[0.9,0.1]",
                  "loss_type=ppo"]) == 2  # fmt: skip
     err = capsys.readouterr().err
@@ -231,7 +237,8 @@ def test_rl_table_starts_from_the_distilled_judges_own_measurement(tiny_model, t
 def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_path):
     """`shared_prefix: true` runs each group's prompt once and its completions on the prompt's KV cache.
     On a batch shaped like TRL's (left-padded prompts of different lengths, each repeated for its group,
-    right-padded completions), log-probs, entropies and every weight's gradient equal TRL's own pass."""
+    right-padded completions), log-probs, entropies and every weight's gradient equal TRL's own pass, with a
+    group's rows together or apart."""
     import torch
     from accelerate.utils import AutocastKwargs
     from trl import GRPOTrainer
@@ -239,7 +246,7 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     from reasrm.models import load_model, load_tokenizer
     from reasrm.prompts import JudgePrompt
     from reasrm.training.rl import grpo_trainer
-    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, _groups
 
     overrides = [f"model={tiny_model}", "num_generations=3", "per_device_train_batch_size=6", f"output={tmp_path}"]
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
@@ -273,3 +280,14 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     for mine, theirs in zip(ours[2], trls[2], strict=True):
         assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)
     assert any(g.abs().sum() > 0 for g in ours[2])
+    # With gradient_accumulation_steps > 1 TRL shuffles a step's rows before its loss passes: a group's rows
+    # are then apart, and still share one prompt pass.
+    mixed = torch.tensor([3, 0, 4, 1, 5, 2])
+    input_ids, mask = input_ids[mixed], mask[mixed]
+    first, rows = _groups(input_ids[:, :length], mask[:, :length])
+    assert len(first) == 2  # two prompts, each of three rows
+    assert (rows[[1, 3, 5]] == rows[1]).all() and (rows[[0, 2, 4]] == rows[0]).all()
+    shuffled = run(SharedPrefixGRPOTrainer._get_per_token_logps_and_entropies)
+    assert torch.allclose(shuffled[0][completion[mixed]], trls[0][mixed][completion[mixed]], atol=1e-5)
+    for mine, theirs in zip(shuffled[2], trls[2], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)

@@ -335,8 +335,8 @@ def test_stage_configs_validate_and_report_problems(capsys):
     assert main(["validate", "stages/rl.yaml", "num_generations=3", "stage=rl", "limit=0"]) == 2
     err = capsys.readouterr().err
     assert (
-        "per_device_train_batch_size: must be a multiple of 2 x num_generations: both orders of a pair (6), got 32"
-        in err
+        "per_device_train_batch_size: times gradient_accumulation_steps must be a multiple of 2 x num_generations: "
+        "both orders of a pair (6), got 32" in err
     )
     assert "override 'limit=0': limit: must be >= 1, got 0" in err
     assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2

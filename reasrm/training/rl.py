@@ -75,7 +75,12 @@ class RLConfig:
     seed: int = option("Seeds the slot assignment, the pair order and training.", 0)
     num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 8)
     per_device_train_batch_size: int = option(
-        "Completions per step: a multiple of num_generations (of 2 x num_generations with both_orders).", 32
+        "Completions per loss pass; times gradient_accumulation_steps, the completions generated per step: a "
+        "multiple of num_generations (of 2 x num_generations with both_orders).",
+        32,
+    )
+    gradient_accumulation_steps: int = option(
+        "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 1
     )
     max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)
@@ -103,19 +108,27 @@ class RLConfig:
     use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra); overrides rollouts.", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
 
+    @property
+    def completions_per_step(self) -> int:
+        """TRL's generation batch: every prompt's group is generated together, then split for the loss."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
     def check(self) -> list[Problem]:
         problems = []
         group = self.num_generations * (2 if self.both_orders else 1)
         if self.num_generations < 2:
             problems.append(("num_generations", f"must be >= 2 (GRPO compares a group), got {self.num_generations}"))
-        elif self.per_device_train_batch_size % group:
+        elif self.completions_per_step % group:
             what = "2 x num_generations: both orders of a pair" if self.both_orders else "num_generations"
-            problems.append(("per_device_train_batch_size", f"must be a multiple of {what} ({group}), "
-                             f"got {self.per_device_train_batch_size}"))  # fmt: skip
+            problems.append(("per_device_train_batch_size", f"times gradient_accumulation_steps must be a multiple "
+                             f"of {what} ({group}), got {self.completions_per_step}"))  # fmt: skip
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
         for key in ("limit",):
             if getattr(self, key) is not None and getattr(self, key) < 1:
+                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, key) < 1:
                 problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
         for key in ("validation_pairs", "eval_steps", "preflight_pairs"):
             if getattr(self, key) < 0:
@@ -282,10 +295,11 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         from reasrm.training.rollouts import HFRollouts
 
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
-        rollout_func = HFRollouts(tokenizer, batch_size=cfg.per_device_train_batch_size, seed=cfg.seed)
+        rollout_func = HFRollouts(tokenizer, batch_size=cfg.completions_per_step, seed=cfg.seed)
     args = GRPOConfig(
         num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,  # TRL: generates all of a step's at once
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         max_steps=cfg.max_steps,

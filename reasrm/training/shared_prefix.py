@@ -75,8 +75,10 @@ def _checkpointing(model) -> bool:
 
 
 def _groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Runs of identical prompts (TRL puts a group's rows next to each other): the row starting each run,
-    and for each row the index of its run."""
-    new = torch.ones(prompt_ids.size(0), dtype=torch.bool, device=prompt_ids.device)
-    new[1:] = ~((prompt_ids[1:] == prompt_ids[:-1]).all(dim=1) & (prompt_mask[1:] == prompt_mask[:-1]).all(dim=1))
-    return new.nonzero().squeeze(1), new.cumsum(0) - 1
+    """The distinct prompts of a chunk: the first row of each, and for each row the index of its prompt.
+    Rows of a group need not be adjacent: with gradient_accumulation_steps > 1 TRL shuffles the step's
+    rows before it splits them into loss passes."""
+    _, rows = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
+    index = torch.arange(rows.numel(), device=rows.device)
+    first = torch.full((int(rows.max()) + 1,), rows.numel(), dtype=torch.long, device=rows.device)
+    return first.scatter_reduce(0, rows, index, reduce="amin"), rows

@@ -8,7 +8,7 @@ from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError
 from reasrm.training.rewards import REWARDS, consistency_reward, format_score
-from reasrm.training.rl import RLConfig, grpo_rows
+from reasrm.training.rl import RLConfig, constant_slot, grpo_rows
 
 A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
 B = A.replace("[[A]]", "[[B]]")
@@ -168,6 +168,21 @@ def _rl(tiny_model, tmp_path, *overrides):
                                           "max_completion_length=8", "prompt_format=compact",
                                           f"output={tmp_path / 'rl'}", *overrides],
                        schema=RLConfig)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "choices, chosen, constant",
+    [
+        (["B"] * 8, ["A", "B"] * 4, "B"),
+        (["A"] * 5, ["A", "A", "B", "A", "B"], "A"),
+        (["B"] * 8, ["B"] * 8, None),  # every chosen response in B: a right judge says B too
+        (["A", "B"] * 4, ["A", "B"] * 4, None),
+        (["B"] * 3, ["A", "B", "A"], None),  # too few verdicts to tell
+        ([], ["A", "B"], None),
+    ],
+)
+def test_constant_slot_names_a_judge_blind_to_the_content(choices, chosen, constant):
+    assert constant_slot(choices, chosen) == constant
 
 
 def test_preflight_refuses_a_model_that_writes_no_verdict(tiny_model, tmp_path):

@@ -172,7 +172,7 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
 def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
     twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
-    valid verdict ends is longer than ``max_completion_length``."""
+    valid verdict ends is longer than ``max_completion_length``; warn when every verdict names one slot."""
     from reasrm.backends import GenerationConfig
     from reasrm.backends.hf import HFBackend
     from reasrm.judge import Judge
@@ -193,6 +193,12 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"prompts (statuses: {statuses}; {room} tokens of room): every reward would be -1 and GRPO would learn "
             "nothing. Distill it first (reasrm distill), or set preflight=false"
         )
+    constant = constant_slot([v.choice for v in verdicts if v.ok], [c.chosen_slot for c in calls])
+    if constant and cfg.both_orders:
+        log.warning("preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
+                    "ignores the content. Both orders cancel the pull on the slot, and on the whole demo mix such "
+                    "a judge stayed constant through RL (README, bench/learning.py --mix); distill it further, or "
+                    "try both_orders=false", constant)  # fmt: skip
     if max(lengths) > cfg.max_completion_length:
         need = -(-max(lengths) * 5 // 4 // 16) * 16
         raise ReasrmConfigError(
@@ -200,6 +206,12 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
             f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
         )
+
+
+def constant_slot(choices: list[str], chosen: list[str]) -> str | None:
+    """The slot every verdict names, when there are several verdicts and the chosen responses sat in both
+    slots (a judge blind to the content); else None."""
+    return choices[0] if len(choices) >= 4 and len(set(choices)) == 1 and len(set(chosen)) == 2 else None
 
 
 def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Path) -> list:

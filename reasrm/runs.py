@@ -254,7 +254,11 @@ def summarize(pairs: list[list[dict]]) -> dict:
       slot's share);
     - over pairs judged in both orders with two valid verdicts: ``flip_rate``, the share whose verdict
       followed the slot (the same letter twice, so a different response each time); over pairs judged in
-      both orders: ``both_right``, the share right in both.
+      both orders: ``both_right``, the share right in both, next to ``both_right_chance``, what a judge
+      blind to the content would score with this run's verdict rates (each call "A" with the share of
+      calls answering "A", "B" likewise, independently): share_A x share_B. A constant judge scores 0 and
+      a fair coin 0.25, so a "gain" in both-right that stays under the chance figure is position drift,
+      not content.
     """
     calls = [c for group in pairs for c in group]
     statuses = Counter(c["verdict"]["status"] for c in calls)
@@ -276,6 +280,8 @@ def summarize(pairs: list[list[dict]]) -> dict:
         )
     if both and all(c["chosen_slot"] is not None for g in both for c in g):
         out["both_right"] = sum(all(_right(c) for c in g) for g in both) / len(both)
+        choices = [c["verdict"]["choice"] for g in both for c in g]
+        out["both_right_chance"] = choices.count("A") * choices.count("B") / len(choices) ** 2
     return out
 
 
@@ -294,5 +300,6 @@ def summary_lines(stats: dict) -> list[str]:
     if "flip_rate" in stats:
         lines.append(f"  flip rate   {stats['flip_rate']:.3f} of pairs judged validly in both orders")
     if "both_right" in stats:
-        lines.append(f"  both right  {stats['both_right']:.3f} of pairs judged in both orders")
+        lines.append(f"  both right  {stats['both_right']:.3f} of pairs judged in both orders (a judge blind to the "
+                     f"content, at these verdict rates: {stats['both_right_chance']:.3f})")  # fmt: skip
     return lines

@@ -54,9 +54,9 @@ class HeldOutValidation(TrainerCallback):
         self.records.append(record)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        log.info("validation at step %d: valid %.3f, right in both orders %.3f, A-rate %s, flip rate %s",
-                 state.global_step, stats["valid"], stats.get("both_right", 0.0), _fmt(stats["a_rate"]),
-                 _fmt(stats.get("flip_rate")))  # fmt: skip
+        log.info("validation at step %d: valid %.3f, right in both orders %.3f (blind to the content: %s), "
+                 "A-rate %s, flip rate %s", state.global_step, stats["valid"], stats.get("both_right", 0.0),
+                 _fmt(stats.get("both_right_chance")), _fmt(stats["a_rate"]), _fmt(stats.get("flip_rate")))  # fmt: skip
         if self.trainer is not None:
             figures = {k: v for k, v in stats.items() if isinstance(v, float | int) and k not in ("pairs", "calls")}
             self._logging = True

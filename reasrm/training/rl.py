@@ -370,8 +370,8 @@ def plot_curves(path: Path, history: list[dict], records: list[dict]) -> None:
     top.set_ylabel("training reward")
     top.legend()
     at = [r["step"] for r in records]
-    for key, name in (("both_right", "right in both orders"), ("valid", "valid"), ("a_rate", "A-rate"),
-                      ("flip_rate", "flip rate")):  # fmt: skip
+    for key, name in (("both_right", "right in both orders"), ("both_right_chance", "both orders, by chance"),
+                      ("valid", "valid"), ("a_rate", "A-rate"), ("flip_rate", "flip rate")):  # fmt: skip
         bottom.plot(at, [r.get(key) if r.get(key) is not None else float("nan") for r in records], marker="o",
                     label=name)  # fmt: skip
     bottom.axhline(0.5, color="grey", linewidth=0.5)

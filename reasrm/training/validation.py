@@ -6,7 +6,8 @@ prefix KV cache, early-finishing rows) on the model in memory, verdicts parsed i
 reward's). Reported next to each other, because plain accuracy hides a judge that always answers "B":
 
 - ``valid``: share of calls with a strict verdict; ``statuses``: calls per status;
-- ``both_right``: share of pairs right in both orders (the headline; a position-constant judge scores 0);
+- ``both_right``: share of pairs right in both orders (the headline; a position-constant judge scores 0),
+  next to ``both_right_chance`` (what a judge blind to the content scores at these verdict rates);
 - ``accuracy``: share of calls right, next to ``label_prior`` (always answering the commoner slot);
 - ``a_rate``: share of valid verdicts that are "A"; ``flip_rate``: share of pairs validly judged in both
   orders whose verdict followed the slot; ``by_domain`` / ``by_family``: both-right accuracy per group;
@@ -35,7 +36,8 @@ from reasrm.verdict import parse_verdict
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("accuracy", "per call"), ("label_prior", "prior"),
+COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("both_right_chance", "chance"),
+           ("accuracy", "per call"), ("label_prior", "prior"),
            ("a_rate", "A-rate"), ("flip_rate", "flip"), ("completion_tokens", "tokens"))  # fmt: skip
 
 

@@ -3,6 +3,7 @@
     python bench/learning.py                     # ~40 min on a 2-core CPU with AMX; --help for the knobs
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
     python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
+    python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -75,12 +76,19 @@ def main() -> None:
         action="store_true",
         help="all five task families at levels 1-3 (default: the demo recipe's two-digit comparisons)",
     )
+    parser.add_argument(
+        "--families",
+        help="family:weight,... (overrides --mix's five equal families), e.g. comparison:2,sorting:1,arithmetic:1",
+    )
+    parser.add_argument("--levels", help="difficulty levels, e.g. 1,2 (with --mix or --families; default 1,2,3)")
     parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
     parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
     args = parser.parse_args()
     out = Path(args.output)
-    mix = ", families: {comparison: 1, arithmetic: 1, unit_conversion: 1, sorting: 1, python_expression: 1}, " \
-          "levels: [1, 2, 3]" if args.mix else ""  # fmt: skip
+    args.mix = args.mix or bool(args.families)
+    families = args.families or "comparison:1,arithmetic:1,unit_conversion:1,sorting:1,python_expression:1"
+    weights = ", ".join(f"{name}: {weight}" for name, weight in (item.split(":") for item in families.split(",")))
+    mix = f", families: {{{weights}}}, levels: [{args.levels or '1, 2, 3'}]" if args.mix else ""
     data = f"recipe_params={{n: {args.n}{mix}}}"
     length = args.max_completion_length or (256 if args.mix else 128)
     accumulate = args.accumulate or (2 if args.mix else 1)

@@ -4,6 +4,7 @@
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
     python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
     python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
+    python bench/learning.py --rl scale_rewards=none   # any `reasrm rl` override, for both RL runs
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--levels", help="difficulty levels, e.g. 1,2 (with --mix or --families; default 1,2,3)")
     parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
     parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
+    parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for both RL runs, e.g. --rl scale_rewards=none (repeatable)")  # fmt: skip
     args = parser.parse_args()
     out = Path(args.output)
     args.mix = args.mix or bool(args.families)
@@ -108,7 +111,7 @@ def main() -> None:
         seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
                                f"max_completion_length={length}", f"validation_pairs={args.pairs}", "eval_steps=0",
                                f"output={out / name}",
-                               "overwrite=true", *batch, *extra)  # fmt: skip
+                               "overwrite=true", *batch, *extra, *args.rl)  # fmt: skip
         results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
 
     first = next(iter(results.values()))["before"]

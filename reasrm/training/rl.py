@@ -49,9 +49,10 @@ log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
                "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
-               "loss_type", "max_completion_length", "filter_pass_rate", "filter_samples",
+               "loss_type", "scale_rewards", "max_completion_length", "filter_pass_rate", "filter_samples",
                "validation_pairs")  # fmt: skip
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+SCALE_REWARDS = ("group", "batch", "none")
 ROLLOUTS = ("hf", "trl")
 
 
@@ -89,6 +90,12 @@ class RLConfig:
     learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 1e-5)
     beta: float = option("KL coefficient (RM-R1: 0.001; 0 loads no reference model).", 0.0)
     loss_type: str = option(f"TRL's GRPO loss: one of {', '.join(LOSS_TYPES)} (RM-R1: grpo).", "dapo")
+    scale_rewards: str = option(
+        "Advantages divided by the std of: group (GRPO's, TRL's default), batch, or none (Dr. GRPO). Per group, a "
+        "two-valued group's advantages depend only on its share right, so the consistency reward's extra pay "
+        "cannot move a judge blind to the content off its slot.",
+        "group",
+    )
     preflight: bool = option("Refuse settings that cannot teach (no valid verdict, chains clipped).", True)
     preflight_pairs: int = option("Training pairs the preflight check samples.", 8)
     filter_pass_rate: list[float] | None = option(
@@ -142,6 +149,8 @@ class RLConfig:
             problems.append(("rollouts", f"must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}"))
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
+        if self.scale_rewards not in SCALE_REWARDS:
+            problems.append(("scale_rewards", f"must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
         if not self.rewards:
             problems.append(("rewards", f"is empty; {valid}"))
@@ -319,6 +328,7 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         learning_rate=cfg.learning_rate,
         beta=cfg.beta,
         loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
         reward_weights=cfg.reward_weights,
         shuffle_dataset=False,  # grpo_rows already shuffled whole pairs; keeps both orders in one batch
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing

@@ -152,12 +152,15 @@ def test_rl_config_problems_name_their_keys(capsys):
         "num_generations: both orders of a pair (6)"
     ) in err
     assert main(["validate", "stages/rl.yaml", "reward_weights=[1.0]", "filter_pass_rate=[0.9,0.1]",
-                 "loss_type=ppo", "scale_rewards=std"]) == 2  # fmt: skip
+                 "loss_type=ppo", "scale_rewards=std", "warmup_steps=2.5"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "reward_weights: gives 1 weights for 3 rewards (verdict, consistency, format)" in err
     assert "filter_pass_rate: must be [low, high] with 0 <= low <= high <= 1, got [0.9, 0.1]" in err
     assert "loss_type: must be one of dapo, grpo, dr_grpo, bnpo, got 'ppo'" in err
     assert "scale_rewards: must be one of group, batch, none, got 'std'" in err
+    assert "warmup_steps: must be a whole number of steps or a share in [0, 1), got 2.5" in err
+    for warmup in ("3", "0.25", "0"):
+        assert main(["validate", "stages/rl.yaml", f"warmup_steps={warmup}"]) == 0
     assert main(["validate", "stages/rl.yaml", "both_orders=false", "num_generations=4",
                  "per_device_train_batch_size=4"]) == 0  # fmt: skip
     assert main(["validate", "stages/rl-rm-r1.yaml"]) == 0

@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
                "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
-               "loss_type", "scale_rewards", "max_completion_length", "filter_pass_rate", "filter_samples",
-               "validation_pairs")  # fmt: skip
+               "warmup_steps", "loss_type", "scale_rewards", "max_completion_length", "filter_pass_rate",
+               "filter_samples", "validation_pairs")  # fmt: skip
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 ROLLOUTS = ("hf", "trl")
@@ -88,6 +88,11 @@ class RLConfig:
     max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
     num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
     learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 1e-5)
+    warmup_steps: float = option(
+        "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps). Adam's first update moves "
+        "every weight by the full lr whatever the gradient's size, on the few pairs of one step (README, Stage two).",
+        0,
+    )
     beta: float = option("KL coefficient (RM-R1: 0.001; 0 loads no reference model).", 0.0)
     loss_type: str = option(f"TRL's GRPO loss: one of {', '.join(LOSS_TYPES)} (RM-R1: grpo).", "dapo")
     scale_rewards: str = option(
@@ -149,6 +154,9 @@ class RLConfig:
             problems.append(("rollouts", f"must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}"))
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
+        if not (0 <= self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps) > 0):
+            problems.append(("warmup_steps", f"must be a whole number of steps or a share in [0, 1), "
+                                             f"got {self.warmup_steps}"))  # fmt: skip
         if self.scale_rewards not in SCALE_REWARDS:
             problems.append(("scale_rewards", f"must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
@@ -326,6 +334,7 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_train_epochs,
         learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,

@@ -5,6 +5,7 @@
     python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
     python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
     python bench/learning.py --rl scale_rewards=none   # any `reasrm rl` override, for both RL runs
+    python bench/learning.py --completions 64 --rl warmup_steps=3   # 4 pairs x both orders x 8 per step
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -66,10 +67,16 @@ def main() -> None:
         help="RL completions and validations, in tokens (default 128; 256 with --mix, whose chains run longer)",
     )
     parser.add_argument(
+        "--completions",
+        type=int,
+        default=32,
+        help="completions per GRPO step: 32 = 2 pairs x both orders x 8 samples (ours), 4 pairs x 8 (rm-r1)",
+    )
+    parser.add_argument(
         "--accumulate",
         type=int,
-        help="loss passes per GRPO step (default 1; 2 with --mix: 32 completions of 256 tokens in one pass "
-        "peak at ~17 GB on a CPU, and the 24 GB host ran out of memory)",
+        help="loss passes per GRPO step (default: one per 32 completions; two per 32 with --mix: 32 completions "
+        "of 256 tokens in one pass peak at ~17 GB on a CPU, and the 24 GB host ran out of memory)",
     )
     parser.add_argument("--output", default="runs/bench/learning")
     parser.add_argument(
@@ -94,8 +101,11 @@ def main() -> None:
     mix = f", families: {{{weights}}}, levels: [{args.levels or '1, 2, 3'}]" if args.mix else ""
     data = f"recipe_params={{n: {args.n}{mix}}}"
     length = args.max_completion_length or (256 if args.mix else 128)
-    accumulate = args.accumulate or (2 if args.mix else 1)
-    batch = [f"per_device_train_batch_size={32 // accumulate}", f"gradient_accumulation_steps={accumulate}"]
+    accumulate = args.accumulate or max(1, args.completions // 32) * (2 if args.mix else 1)
+    if args.completions % (8 * accumulate):
+        parser.error(f"--completions {args.completions}: not whole groups of 8 in {accumulate} loss passes")
+    batch = [f"per_device_train_batch_size={args.completions // accumulate}",
+             f"gradient_accumulation_steps={accumulate}"]  # fmt: skip
     seconds = {}
     start = args.skip_distill or str(out / "distill" / "final")
     if not args.skip_distill:
@@ -116,7 +126,10 @@ def main() -> None:
 
     first = next(iter(results.values()))["before"]
     families = sorted(first["by_family"])
-    print(f"\nheld-out demo pairs: {first['pairs']}, both orders, greedy, strict verdicts; RL steps: {args.steps}")
+    print(
+        f"\nheld-out demo pairs: {first['pairs']}, both orders, greedy, strict verdicts; RL steps: {args.steps} "
+        f"of {args.completions} completions"
+    )
     print(f"{'':<16}{'family':<20}{'before':>8}{'after':>8}{'gain':>8}")
     for name, saved in results.items():
         before, after = saved["before"], saved["after"]

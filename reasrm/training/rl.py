@@ -20,8 +20,10 @@
    one-screen table that also shows the base model and the distilled judge when the starting checkpoint's
    stage wrote ``eval.json`` on the same pairs.
 
-Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 1e-5, beta 0 (no reference model:
-one forward pass less per step), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
+Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 2e-5 warmed up over the first
+quarter of the steps, beta 0.1 (the KL to the starting judge holds its slot balance: a group whose
+completions all name one slot has no advantage, and without the KL nothing pulls a judge drifting to one
+slot back; README, Stage two), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
 completions per prompt at temperature 1.0. ``stages/rl-rm-r1.yaml`` holds RM-R1's own settings for 7B+
 judges on GPUs (``grpo`` loss, beta 0.001, lr 1e-6, 7 generations, 8192 completion tokens).
 """
@@ -87,13 +89,17 @@ class RLConfig:
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)
     max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
     num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
-    learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 1e-5)
+    learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 2e-5)
     warmup_steps: float = option(
         "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps). Adam's first update moves "
         "every weight by the full lr whatever the gradient's size, on the few pairs of one step (README, Stage two).",
-        0,
+        0.25,
     )
-    beta: float = option("KL coefficient (RM-R1: 0.001; 0 loads no reference model).", 0.0)
+    beta: float = option(
+        "KL coefficient to the starting judge (RM-R1: 0.001; 0 loads no reference model, one "
+        "forward pass less per step, but nothing holds the slot balance).",
+        0.1,
+    )
     loss_type: str = option(f"TRL's GRPO loss: one of {', '.join(LOSS_TYPES)} (RM-R1: grpo).", "dapo")
     scale_rewards: str = option(
         "Advantages divided by the std of: group (GRPO's, TRL's default), batch, or none (Dr. GRPO). Per group, a "

@@ -152,13 +152,16 @@ def test_rl_config_problems_name_their_keys(capsys):
         "num_generations: both orders of a pair (6)"
     ) in err
     assert main(["validate", "stages/rl.yaml", "reward_weights=[1.0]", "filter_pass_rate=[0.9,0.1]",
-                 "loss_type=ppo", "scale_rewards=std", "warmup_steps=2.5"]) == 2  # fmt: skip
+                 "loss_type=ppo", "scale_rewards=std", "warmup_steps=2.5",
+                 "lr_scheduler_type=cosine_with_restarts"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "reward_weights: gives 1 weights for 3 rewards (verdict, consistency, format)" in err
     assert "filter_pass_rate: must be [low, high] with 0 <= low <= high <= 1, got [0.9, 0.1]" in err
     assert "loss_type: must be one of dapo, grpo, dr_grpo, bnpo, got 'ppo'" in err
     assert "scale_rewards: must be one of group, batch, none, got 'std'" in err
     assert "warmup_steps: must be a whole number of steps or a share in [0, 1), got 2.5" in err
+    assert ("lr_scheduler_type: must be one of linear, constant_with_warmup, cosine, constant, "
+            "got 'cosine_with_restarts'") in err  # fmt: skip
     for warmup in ("3", "0.25", "0"):
         assert main(["validate", "stages/rl.yaml", f"warmup_steps={warmup}"]) == 0
     assert main(["validate", "stages/rl.yaml", "both_orders=false", "num_generations=4",
@@ -224,6 +227,19 @@ def test_rl_validates_on_held_out_pairs_and_draws_curves(tiny_model, tmp_path):
     history = json.loads((final.parent / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "validation/valid" in h] == [0, 1, 2]
     assert any("rewards/consistency_reward/mean" in h and "rollouts/missing" in h for h in history)
+
+
+@pytest.mark.parametrize(
+    "schedule, rates",
+    [("linear", [0.0, 1.0, 0.5]), ("constant_with_warmup", [0.0, 1.0, 1.0])],
+)
+def test_rl_learning_rate_warms_up_then_follows_the_schedule(tiny_model, tmp_path, schedule, rates):
+    from reasrm.training.rl import run
+
+    final = run(_rl(tiny_model, tmp_path, "preflight=false", "validation_pairs=0", "max_steps=3", "warmup_steps=1",
+                    "learning_rate=1e-3", f"lr_scheduler_type={schedule}"))  # fmt: skip
+    history = json.loads((final.parent / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    assert [h["learning_rate"] for h in history if "learning_rate" in h] == pytest.approx([r * 1e-3 for r in rates])
 
 
 def test_rl_table_starts_from_the_distilled_judges_own_measurement(tiny_model, tmp_path, caplog):

@@ -51,11 +51,12 @@ log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
                "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
-               "warmup_steps", "loss_type", "scale_rewards", "max_completion_length", "filter_pass_rate",
-               "filter_samples", "validation_pairs")  # fmt: skip
+               "warmup_steps", "lr_scheduler_type", "loss_type", "scale_rewards", "max_completion_length",
+               "filter_pass_rate", "filter_samples", "validation_pairs")  # fmt: skip
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 ROLLOUTS = ("hf", "trl")
+LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
 
 
 @dataclass
@@ -94,6 +95,11 @@ class RLConfig:
         "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps). Adam's first update moves "
         "every weight by the full lr whatever the gradient's size, on the few pairs of one step (README, Stage two).",
         0.25,
+    )
+    lr_scheduler_type: str = option(
+        f"After warmup: one of {', '.join(LR_SCHEDULERS)} (transformers' schedules; linear decays to 0 by the "
+        "last step, TRL's default; constant ignores warmup_steps).",
+        "linear",
     )
     beta: float = option(
         "KL coefficient to the starting judge (RM-R1: 0.001; 0 loads no reference model, one "
@@ -163,6 +169,9 @@ class RLConfig:
         if not (0 <= self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps) > 0):
             problems.append(("warmup_steps", f"must be a whole number of steps or a share in [0, 1), "
                                              f"got {self.warmup_steps}"))  # fmt: skip
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            problems.append(("lr_scheduler_type", f"must be one of {', '.join(LR_SCHEDULERS)}, "
+                                                  f"got {self.lr_scheduler_type!r}"))  # fmt: skip
         if self.scale_rewards not in SCALE_REWARDS:
             problems.append(("scale_rewards", f"must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
@@ -341,6 +350,7 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         num_train_epochs=cfg.num_train_epochs,
         learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,

@@ -1,12 +1,13 @@
 """Does stage two make the judge better? The stage-one checkpoint vs after RL, on held-out demo pairs.
 
-    python bench/learning.py                     # ~40 min on a 2-core CPU with AMX; --help for the knobs
+    python bench/learning.py                     # ~100 min on a 2-core CPU with bf16; --help for the knobs
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
     python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
     python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
     python bench/learning.py --rl scale_rewards=none   # any `reasrm rl` override, for both RL runs
     python bench/learning.py --completions 64 --rl warmup_steps=3   # 4 pairs x both orders x 8 per step
-    python bench/learning.py --only ours --steps 24 --rl seed=1  # +41 to +50 on seeds 0-2 (README, Performance)
+    python bench/learning.py --only ours --rl seed=1  # +41 to +50 on seeds 0-2 (README, Performance)
+    python bench/learning.py --only ours --rl seed=1 --validate-mix --reuse  # and on the whole mix
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
@@ -15,6 +16,8 @@ Through the project's own commands only: ``reasrm distill stages/distill.yaml`` 
 Each RL run validates the starting checkpoint and the trained judge on the same ``--pairs`` held-out pairs
 in both orders (greedy, strict verdicts). Prints, per task family and for the whole mix: right in both
 orders before and after, the gain with a paired-bootstrap 95% interval, the A-rate and the flip rate.
+``--validate-mix`` also judges the starting checkpoint and each trained judge on held-out pairs of the whole
+graded mix (five families, levels 1-3), whatever the runs trained on, with the RL stage's own validation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+WHOLE_MIX = "comparison:1,arithmetic:1,unit_conversion:1,sorting:1,python_expression:1"
 RUNS = {
     "ours": [],
     "rm-r1": ["both_orders=false", "rewards=[verdict]", "reward_weights=null"],
@@ -61,7 +65,7 @@ def main() -> None:
         default=96,
         help="stage-one chains (the shipped 96; 256 already leave a judge right on ~98%% of two-digit pairs)",
     )
-    parser.add_argument("--steps", type=int, default=12, help="GRPO steps per RL run")
+    parser.add_argument("--steps", type=int, default=24, help="GRPO steps per RL run (~25-40 min each here)")
     parser.add_argument(
         "--max-completion-length",
         type=int,
@@ -92,14 +96,17 @@ def main() -> None:
     parser.add_argument("--levels", help="difficulty levels, e.g. 1,2 (with --mix or --families; default 1,2,3)")
     parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
     parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
+    parser.add_argument("--validate-mix", action="store_true",
+                        help="also judge the start and each trained judge on the whole mix (~8 min each)")  # fmt: skip
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip an RL run whose output already holds eval.json and use its figures")  # fmt: skip
     parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for both RL runs, e.g. --rl scale_rewards=none (repeatable)")  # fmt: skip
     args = parser.parse_args()
     out = Path(args.output)
     args.mix = args.mix or bool(args.families)
-    families = args.families or "comparison:1,arithmetic:1,unit_conversion:1,sorting:1,python_expression:1"
-    weights = ", ".join(f"{name}: {weight}" for name, weight in (item.split(":") for item in families.split(",")))
-    mix = f", families: {{{weights}}}, levels: [{args.levels or '1, 2, 3'}]" if args.mix else ""
+    mix = f", families: {{{weights(args.families or WHOLE_MIX)}}}, levels: [{args.levels or '1, 2, 3'}]"
+    mix = mix if args.mix else ""
     data = f"recipe_params={{n: {args.n}{mix}}}"
     length = args.max_completion_length or (256 if args.mix else 128)
     accumulate = args.accumulate or max(1, args.completions // 32) * (2 if args.mix else 1)
@@ -118,6 +125,10 @@ def main() -> None:
     results = {}
     for name, extra in RUNS.items():
         if args.only and name != args.only:
+            continue
+        if args.reuse and (out / name / "eval.json").exists():
+            print(f"{name}: reusing {out / name} (--reuse)")
+            results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
             continue
         seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
                                f"max_completion_length={length}", f"validation_pairs={args.pairs}", "eval_steps=0",
@@ -143,7 +154,47 @@ def main() -> None:
         for key in ("valid", "a_rate", "flip_rate", "accuracy"):
             b, a = before.get(key), after.get(key)
             print(f"{name:<16}{key:<20}{_f(b):>8}{_f(a):>8}")
+    if args.validate_mix:
+        started = time.perf_counter()
+        checkpoints = {"start": start, **{name: str(out / name / "final") for name in results}}
+        whole = validate_mix(checkpoints, args.pairs, args.n, args.max_completion_length or 256)
+        seconds["validate-mix"] = time.perf_counter() - started
+        print(f"\nthe whole mix (five families, levels 1-3): {args.pairs} held-out pairs, both orders, greedy")
+        print(f"{'':<16}{'family':<20}{'before':>8}{'after':>8}{'gain':>8}")
+        before = whole.pop("start")
+        for name, after in whole.items():
+            for family in sorted(before["by_family"]):
+                b, a = before["by_family"][family], after["by_family"].get(family, 0.0)
+                print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
+            gain, low, high = bootstrap(before["right"], after["right"])
+            print(f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
+                  f"   95% CI [{low:+.3f}, {high:+.3f}]")  # fmt: skip
+            for key in ("both_right_chance", "valid", "a_rate", "flip_rate", "accuracy"):
+                print(f"{name:<16}{key:<20}{_f(before.get(key)):>8}{_f(after.get(key)):>8}")
     print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+
+
+def weights(families: str) -> str:
+    """``comparison:2,sorting:1`` as the recipe's mapping body, ``comparison: 2, sorting: 1``."""
+    return ", ".join(f"{name}: {weight}" for name, weight in (item.split(":") for item in families.split(",")))
+
+
+def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens: int) -> dict[str, dict]:
+    """Each checkpoint judged on ``pairs`` held-out pairs of the whole mix (drawn with seed 0, the same for
+    all), greedy, both orders, by the RL stage's own validation."""
+    from reasrm.card import judge_prompt, read_card
+    from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
+    from reasrm.training.validation import heldout_jobs, validate
+
+    params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
+    jobs = heldout_jobs("data_recipes/demo.yaml", params, pairs, 0)
+    results = {}
+    for name, checkpoint in checkpoints.items():
+        print(f"validating {name} ({checkpoint}) on the whole mix", flush=True)
+        prompt = judge_prompt(checkpoint, read_card(checkpoint))
+        model = load_model(checkpoint, dtype=train_dtype(pick_device()))
+        results[name] = validate(model, load_tokenizer(checkpoint), prompt, jobs, max_new_tokens)
+    return results
 
 
 def _f(value) -> str:

@@ -3,8 +3,8 @@
     python bench/distill_step.py [--steps 6] [--batch-size 8]
 
 The stage's trainer is built exactly as `reasrm distill` builds it (``reasrm.training.distill.sft_trainer``:
-TRL's SFTTrainer, completion-only loss, the dtype the hardware picks: fp32 weights on a CPU,
-bf16 autocast where the CPU has bf16 instructions) on template-teacher chains of the
+TRL's SFTTrainer, completion-only loss, the dtype ``pick_dtype`` gives: fp32 on a CPU, bf16 on a GPU
+that supports it) on template-teacher chains of the
 demo recipe in the shipped ``compact`` prompt. The plain loop is ``model(**batch).loss.backward()`` and
 ``torch.optim.AdamW`` on a second copy of the same model, fed the very batches the trainer's data loader
 yields. Both run in one process, alternating (plain, stage, plain), so the figures are side by side on
@@ -24,7 +24,7 @@ import torch
 from transformers import TrainerCallback
 
 from reasrm.config import load_config
-from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
+from reasrm.models import load_model, load_tokenizer
 from reasrm.training.distill import DistillConfig, prepare, sft_examples, sft_trainer
 from reasrm.training.teacher import generate_chains
 
@@ -75,11 +75,10 @@ def main() -> None:
         prompt, jobs, output = prepare(cfg)
         examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
         tokenizer = load_tokenizer(cfg.model)
-        dtype = train_dtype(pick_device())
-        trainer = sft_trainer(cfg, load_model(cfg.model, dtype=dtype).train(), tokenizer, examples, output)
+        trainer = sft_trainer(cfg, load_model(cfg.model).train(), tokenizer, examples, output)
         batches = [dict(b) for b in trainer.get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-        plain_model = load_model(cfg.model, dtype=dtype)
+        plain_model = load_model(cfg.model)
         bf16 = trainer.args.bf16
 
         before = plain_steps(plain_model, batches, cfg.learning_rate, bf16)[1:]
@@ -90,8 +89,9 @@ def main() -> None:
 
     stage, plain = statistics.median(timer.times[1:]), statistics.median(before + after)
     compute = "bf16 autocast" if bf16 else "no autocast"
-    print(f"model {type(plain_model).__name__}, weights {dtype} ({compute}), batch {args.batch_size} examples, "
-          f"{tokens:.0f} tokens per step on average, {args.steps} timed steps per phase")  # fmt: skip
+    print(f"model {type(plain_model).__name__}, weights {plain_model.dtype} ({compute}), "
+          f"batch {args.batch_size} examples, {tokens:.0f} tokens per step on average, "
+          f"{args.steps} timed steps per phase")  # fmt: skip
     print(f"  plain PyTorch loop (forward, backward, AdamW)  {plain:6.2f} s/step  (median of {len(before + after)})")
     print(f"  reasrm distill (TRL SFTTrainer)                {stage:6.2f} s/step  (median of {len(timer.times) - 1})")
     print(f"  ratio stage / plain: {stage / plain:.2f}  (target <= 1.3)")

@@ -183,7 +183,7 @@ def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens
     """Each checkpoint judged on ``pairs`` held-out pairs of the whole mix (drawn with seed 0, the same for
     all), greedy, both orders, by the RL stage's own validation."""
     from reasrm.card import judge_prompt, read_card
-    from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
+    from reasrm.models import load_model, load_tokenizer
     from reasrm.training.validation import heldout_jobs, validate
 
     params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
@@ -192,7 +192,7 @@ def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens
     for name, checkpoint in checkpoints.items():
         print(f"validating {name} ({checkpoint}) on the whole mix", flush=True)
         prompt = judge_prompt(checkpoint, read_card(checkpoint))
-        model = load_model(checkpoint, dtype=train_dtype(pick_device()))
+        model = load_model(checkpoint)
         results[name] = validate(model, load_tokenizer(checkpoint), prompt, jobs, max_new_tokens)
     return results
 

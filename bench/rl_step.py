@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import load_config
-from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
+from reasrm.models import load_model, load_tokenizer
 from reasrm.training.common import trainer_args, training_jobs
 from reasrm.training.rewards import verdict_reward
 from reasrm.training.rl import RLConfig, grpo_rows, grpo_trainer
@@ -115,7 +115,7 @@ def main() -> None:
                 f"rollouts={'hf' if way == 'c' else 'trl'}", f"shared_prefix={not args.no_shared_prefix}"],
                 schema=RLConfig)  # fmt: skip
             rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
-            model = load_model(args.model, dtype=train_dtype(pick_device()))
+            model = load_model(args.model)
             if way == "a":
                 trainer = plain_trl(cfg, model, tokenizer, rows, Path(tmp, way))
             else:

@@ -126,10 +126,9 @@ def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model:
 
 def trainer_args(output: Path, cfg) -> dict:
     """The trainer settings every stage shares: where it saves and how often (``cfg.save_steps``, the last
-    two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and what the
-    hardware decides. TRL defaults to bf16, 14x slower on a CPU without bf16 instructions (measured); a
-    CPU that has them (AMX) trains in bf16, which transformers allows only with ``use_cpu``; pinned memory
-    only helps with a GPU."""
+    two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and the dtype
+    ``pick_dtype`` gives the device: TRL defaults to bf16, which a CPU never gets (fp32 there: the judge
+    then trains in the numerics it is judged in); ``use_cpu`` without a GPU, pinned memory only with one."""
     import torch  # seconds to import: only a run pays for it, not `reasrm validate`
 
     device = pick_device()

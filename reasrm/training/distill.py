@@ -25,7 +25,7 @@ from pathlib import Path
 
 from reasrm.config import Problem, option
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.models import load_model, load_tokenizer, pick_attention, pick_device, train_dtype
+from reasrm.models import load_model, load_tokenizer, pick_attention, pick_device
 from reasrm.prompts import JudgePrompt
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
@@ -166,7 +166,7 @@ def run(cfg: DistillConfig) -> Path:
              sum(r["kept"] for r in records), len(records), where)  # fmt: skip
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=train_dtype(pick_device()), **cfg.lora.model_kwargs())
+    model = load_model(cfg.model, **cfg.lora.model_kwargs())
     heldout = []
     if cfg.validation_pairs:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)

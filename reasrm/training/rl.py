@@ -39,7 +39,7 @@ from pathlib import Path
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
 from reasrm.errors import ReasrmConfigError
-from reasrm.models import load_model, load_tokenizer, pick_device, train_dtype
+from reasrm.models import load_model, load_tokenizer
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
 from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
@@ -292,7 +292,7 @@ def run(cfg: RLConfig) -> Path:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
     output = prepare_output(cfg.output, Path(cfg.output) / "rl.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=train_dtype(pick_device()))
+    model = load_model(cfg.model)
     if cfg.preflight and not (cfg.resume and last_checkpoint(output)):
         preflight(model, tokenizer, prompt, jobs, cfg)
     if cfg.filter_pass_rate is not None:

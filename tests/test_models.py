@@ -1,6 +1,10 @@
 """Model loading: hardware-chosen dtype and attention, the embedded default, clear errors."""
 
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,3 +96,34 @@ def test_gguf_file_loads_and_matches_the_converted_folder(tmp_path, monkeypatch)
     direct = load_model(str(embedded_gguf()), device="cpu")
     for (name, a), (_, b) in zip(converted.state_dict().items(), direct.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+MALLINFO = """
+import ctypes, sys
+import torch
+from reasrm.models import keep_freed_memory
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+logits = torch.ones(64 * 2**20)  # 256 MB, an SFT step's logits are larger
+print(kept, libc.mallinfo2().hblkhd >= logits.nbytes)  # hblkhd: bytes in blocks of their own mmap
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@pytest.mark.parametrize(("how", "env", "printed"), [
+    ("keep", {}, "True False"),  # from the heap: no page faults when the next step reuses it
+    ("default", {}, "None True"),  # glibc's own: a fresh mmap, zero-filled page by page, unmapped on free
+    ("keep", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False True"),  # the user's tunables win
+    ("keep", {"MALLOC_ARENA_MAX": "2"}, "False True"),
+])  # fmt: skip
+def test_cpu_processes_keep_freed_memory_for_reuse(how, env, printed):
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")} | env
+    out = subprocess.run([sys.executable, "-c", MALLINFO, how], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == printed

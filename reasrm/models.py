@@ -92,6 +92,18 @@ def _mallopt_keep() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def no_hub_kernels() -> None:
+    """Keep transformers from swapping a model's layers for kernels it fetches from the Hugging Face Hub.
+
+    transformers 5 does that by default wherever the ``kernels`` package is installed (it depends on it):
+    on a GPU, ``model.train()`` downloads them, a download at run time; offline (``HF_HUB_OFFLINE``, no
+    route to the Hub) every GPU training run failed there (an H200: 12 tests of the fast suite, the RL and
+    policy stages). Set as the environment variable transformers reads, ``USE_HUB_KERNELS=NO``, so it also
+    reaches the models TRL loads itself (the reference model, a policy named by path). ``load_model`` and
+    every stage's ``trainer_args`` call it; a user's own ``USE_HUB_KERNELS`` is left alone."""
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
+
+
 def pick_attention(device: str) -> str:
     """``flash_attention_2`` with flash-attn installed and a GPU present, else PyTorch's ``sdpa``."""
     if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
@@ -189,6 +201,7 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
     device = device or pick_device()
     if device == "cpu":
         keep_freed_memory()
+    no_hub_kernels()
     where, gguf = resolve(name_or_path)
     adapter = gguf is None and Path(where, ADAPTER_FILE).is_file()
     base = adapter_base(Path(where)) if adapter else where

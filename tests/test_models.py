@@ -15,6 +15,7 @@ from reasrm.models import (
     load_model,
     load_tokenizer,
     pick_attention,
+    pick_device,
     pick_dtype,
     resolve,
 )
@@ -36,10 +37,35 @@ def test_trainers_compute_in_the_dtype_judges_use(tmp_path):
     from reasrm.training.common import trainer_args
 
     args = trainer_args(tmp_path, SimpleNamespace(seed=0, save_steps=10))
-    assert args["use_cpu"] and not args["bf16"]
+    device = pick_device()
+    assert args["use_cpu"] == (device == "cpu")
+    assert args["bf16"] == (pick_dtype(device) == torch.bfloat16)  # never on a CPU; bf16 on a bf16 GPU
     for config in (SFTConfig, GRPOConfig):
-        assert not config(**args).bf16
+        assert config(**args).bf16 == args["bf16"]
         assert config(**{**args, "bf16": True}).bf16  # a user's override: accepted, not a ValueError
+
+
+def test_models_keep_their_own_layers_not_hub_kernels(tiny_model, tmp_path, monkeypatch):
+    """transformers 5 swaps layers for kernels it fetches from the Hub wherever ``kernels`` is installed; on
+    an H200 offline every GPU training run failed at ``model.train()``. Neither the models reasrm loads nor
+    those TRL loads itself (a reference model, a policy named by path) use them; a user's choice stays."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import create_model_from_path
+
+    from reasrm.training.common import trainer_args
+
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    if importlib.util.find_spec("kernels") is not None:
+        assert AutoModelForCausalLM.from_pretrained(tiny_model).use_kernels  # transformers' default
+    assert not load_model(str(tiny_model), device="cpu").use_kernels
+    monkeypatch.delenv("USE_HUB_KERNELS")
+    trainer_args(tmp_path, type("Cfg", (), {"seed": 0, "save_steps": 10}))
+    assert not create_model_from_path(str(tiny_model)).use_kernels
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")
+    load_model(str(tiny_model), device="cpu")
+    assert os.environ["USE_HUB_KERNELS"] == "YES"
 
 
 def test_embedded_default_is_a_cached_hf_folder():

@@ -300,6 +300,7 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
         prompt, done = prompts[row // 3], (5, 3, 1)[row % 3]  # completions of 5, 3 and 1 tokens
         input_ids[row, length - len(prompt) : length], mask[row, length - len(prompt) : length] = prompt, 1
         input_ids[row, length : length + done], mask[row, length : length + done] = torch.randint(5, 1000, (done,)), 1
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
 
     def run(method):
         model.zero_grad()
@@ -317,7 +318,7 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     assert any(g.abs().sum() > 0 for g in ours[2])
     # With gradient_accumulation_steps > 1 TRL shuffles a step's rows before its loss passes: a group's rows
     # are then apart, and still share one prompt pass.
-    mixed = torch.tensor([3, 0, 4, 1, 5, 2])
+    mixed = torch.tensor([3, 0, 4, 1, 5, 2], device=model.device)
     input_ids, mask = input_ids[mixed], mask[mixed]
     first, rows = _groups(input_ids[:, :length], mask[:, :length])
     assert len(first) == 2  # two prompts, each of three rows

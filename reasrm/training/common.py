@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from reasrm.config import Problem, digest, option
 from reasrm.data.build import collect, load_recipe
 from reasrm.data.pairs import Pair, Slots, assign_slots
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.models import pick_device, pick_dtype, resolve
+from reasrm.models import no_hub_kernels, pick_device, pick_dtype, resolve
 from reasrm.prompts import JudgePrompt
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,11 @@ class LoraSettings:
         if not torch.cuda.is_available():
             raise ReasrmConfigError(f"lora.quantization={self.quantization} (QLoRA) needs a CUDA GPU; on this "
                                     "machine use lora.r alone (LoRA on full-precision weights)")  # fmt: skip
-        try:
-            from transformers import BitsAndBytesConfig
-        except ImportError:  # pragma: no cover - transformers always has it
-            raise ReasrmConfigError("QLoRA needs bitsandbytes: pip install bitsandbytes") from None
+        if importlib.util.find_spec("bitsandbytes") is None:  # else transformers' ImportError, mid-load
+            raise ReasrmConfigError(f"lora.quantization={self.quantization} (QLoRA) needs bitsandbytes: "
+                                    "pip install bitsandbytes")  # fmt: skip
+        from transformers import BitsAndBytesConfig
+
         if self.quantization == "8bit":
             return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
         return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -128,9 +130,11 @@ def trainer_args(output: Path, cfg) -> dict:
     """The trainer settings every stage shares: where it saves and how often (``cfg.save_steps``, the last
     two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and the dtype
     ``pick_dtype`` gives the device: TRL defaults to bf16, which a CPU never gets (fp32 there: the judge
-    then trains in the numerics it is judged in); ``use_cpu`` without a GPU, pinned memory only with one."""
+    then trains in the numerics it is judged in); ``use_cpu`` without a GPU, pinned memory only with one; and
+    no Hub kernels in the models the trainers load themselves (``no_hub_kernels``)."""
     import torch  # seconds to import: only a run pays for it, not `reasrm validate`
 
+    no_hub_kernels()
     device = pick_device()
     return {"output_dir": str(output), "seed": cfg.seed, "logging_steps": 1, "save_steps": cfg.save_steps,
             "save_total_limit": 2, "report_to": "none", "bf16": pick_dtype(device) == torch.bfloat16,

@@ -167,3 +167,35 @@ def test_rl_killed_mid_run_resumes_to_the_same_steps_and_validation(tiny_model, 
     assert state["global_step"] == 8
     steps = [json.loads(line)["step"] for line in validation.read_text().splitlines()]
     assert steps == list(range(9))
+
+
+def test_learning_bench_validates_the_whole_mix_and_reuses_finished_runs(tiny_model, tmp_path):
+    """`bench/learning.py --validate-mix` judges the start and the trained judge on the whole graded mix (its
+    five families) after the run's own table; `--reuse` then takes the finished run's eval.json instead of
+    training again, and prints the same figures."""
+    import shutil
+
+    from reasrm.card import JudgeCard
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model, start)
+    JudgeCard(prompt_format="compact").save(start)
+    out = tmp_path / "bench"
+    args = [sys.executable, "bench/learning.py", "--skip-distill", str(start), "--only", "ours", "--steps", "1",
+            "--completions", "16", "--pairs", "20", "--n", "400", "--max-completion-length", "8", "--output", str(out),
+            "--validate-mix", "--rl", "preflight=false", "--rl", "limit=8"]  # fmt: skip
+    first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [json.loads(line)["step"] for line in (out / "ours" / "validation.jsonl").read_text().splitlines()] == [0, 1]
+    report = first.stdout[first.stdout.index("held-out demo pairs") :]
+    assert "ours            whole mix" in report and "95% CI" in report
+    whole = report[report.index("the whole mix (five families, levels 1-3): 20 held-out pairs") :]
+    families = {line.split()[1] for line in whole.splitlines() if line.startswith("ours ")}
+    assert {"comparison", "arithmetic", "unit_conversion", "sorting", "python_expression", "whole"} <= families
+    mtime = (out / "ours" / "eval.json").stat().st_mtime_ns
+    again = subprocess.run([*args, "--reuse"], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"ours: reusing {out / 'ours'} (--reuse)" in again.stdout
+    assert (out / "ours" / "eval.json").stat().st_mtime_ns == mtime
+    rerun = again.stdout[again.stdout.index("held-out demo pairs") :]
+    assert rerun.split("wall time")[0] == report.split("wall time")[0]

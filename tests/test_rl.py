@@ -38,6 +38,41 @@ def test_consistency_reward_keeps_pairs_apart():
     assert rewards == [1, 1, 0, 0]  # p right in both orders; q answered "A" twice
 
 
+def _advantages(rewards, num_generations, scale):
+    """TRL 1.16's GRPO advantages (``GRPOTrainer._generate_and_score_completions``), for one process."""
+    import torch
+    from trl.trainer.utils import nanstd
+
+    rewards = torch.tensor(rewards)
+    mean = rewards.view(-1, num_generations).mean(dim=1).repeat_interleave(num_generations)
+    if scale == "group":
+        std = nanstd(rewards.view(-1, num_generations), dim=1).repeat_interleave(num_generations)
+    else:
+        std = nanstd(rewards).expand_as(rewards)
+    return (rewards - mean) / (std + 1e-4)
+
+
+def test_consistency_moves_advantages_only_across_groups():
+    # A judge leaning to "B" on one pair: right on 2 of 4 samples with the chosen response in A (order AB),
+    # on 4 of 4 in B (order BA). The shipped weights, every completion well-formed.
+    completions = [A, A, B, B, B, B, B, B]
+    label, pair, order = list("AAAABBBB"), ["p"] * 8, ["AB"] * 4 + ["BA"] * 4
+
+    def advantages(names, weights, scale):
+        scores = [REWARDS[n](None, completions, label=label, pair=pair, order=order) for n in names]
+        return _advantages([sum(w * s[i] for w, s in zip(weights, scores, strict=True)) for i in range(8)], 4, scale)
+
+    shipped, verdict_only = (["verdict", "consistency", "format"], [1.0, 0.5, 0.1]), (["verdict"], [1.0])
+    # Per group a completion is right or wrong, so consistency only widens the gap between the two reward
+    # levels, and dividing by the group's std takes it out again: with scale_rewards: group it changes nothing.
+    grouped = advantages(*shipped, "group").tolist()
+    assert grouped == pytest.approx(advantages(*verdict_only, "group").tolist(), abs=1e-3)
+    # Across groups it acts: under batch scaling the right "A" of the order the judge gets wrong half the
+    # time gains more over its wrong "B" (its partners are all right) than verdict alone gives it.
+    batch, plain = advantages(*shipped, "batch"), advantages(*verdict_only, "batch")
+    assert batch[0] - batch[2] > plain[0] - plain[2] + 0.1
+
+
 @pytest.mark.parametrize(
     ("text", "score"),
     [

@@ -1,12 +1,12 @@
 """Does stage two make the judge better? The stage-one checkpoint vs after RL, on held-out demo pairs.
 
-    python bench/learning.py                     # ~100 min on a 2-core CPU with bf16; --help for the knobs
+    python bench/learning.py                     # ~110 min on a 2-core CPU in fp32; --help for the knobs
     python bench/learning.py --pairs 300 --steps 12 --skip-distill runs/bench/learning/distill/final
     python bench/learning.py --mix --chains 256  # the whole graded mix: five families, levels 1-3
     python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
     python bench/learning.py --rl scale_rewards=none   # any `reasrm rl` override, for both RL runs
-    python bench/learning.py --completions 64 --rl warmup_steps=3   # 4 pairs x both orders x 8 per step
-    python bench/learning.py --only ours --rl seed=1  # +41 to +50 on seeds 0-2 (README, Performance)
+    python bench/learning.py --steps 24 --completions 32   # the earlier default: 2 pairs x both orders x 8
+    python bench/learning.py --only ours --rl seed=1  # +28 to +40 on seeds 0-2 in fp32 (README, Performance)
     python bench/learning.py --only ours --rl seed=1 --validate-mix --reuse  # and on the whole mix
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
@@ -65,7 +65,7 @@ def main() -> None:
         default=96,
         help="stage-one chains (the shipped 96; 256 already leave a judge right on ~98%% of two-digit pairs)",
     )
-    parser.add_argument("--steps", type=int, default=24, help="GRPO steps per RL run (~25-40 min each here)")
+    parser.add_argument("--steps", type=int, default=16, help="GRPO steps per RL run (~45 min each here)")
     parser.add_argument(
         "--max-completion-length",
         type=int,
@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument(
         "--completions",
         type=int,
-        default=32,
-        help="completions per GRPO step: 32 = 2 pairs x both orders x 8 samples (ours), 4 pairs x 8 (rm-r1)",
+        default=64,
+        help="completions per GRPO step: 64 = 4 pairs x both orders x 8 samples (ours), 8 pairs x 8 (rm-r1)",
     )
     parser.add_argument(
         "--accumulate",

@@ -110,6 +110,7 @@ def main() -> None:
         for way in args.ways.split(","):
             cfg = load_config(ROOT / "stages" / "rl.yaml", [
                 f"num_generations={args.generations}", f"per_device_train_batch_size={args.batch}",
+                "gradient_accumulation_steps=1",
                 f"max_completion_length={args.max_completion_length}", f"max_steps={args.steps + 1}",
                 "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
                 f"rollouts={'hf' if way == 'c' else 'trl'}", f"shared_prefix={not args.no_shared_prefix}"],

@@ -153,7 +153,8 @@ def test_hf_rollouts_give_trl_each_group_from_its_own_prompt(tiny_model, tmp_pat
     from reasrm.training.rl import grpo_trainer
 
     overrides = [f"model={tiny_model}", "num_generations=4", "per_device_train_batch_size=8",
-                 "max_completion_length=12", "max_steps=1", "rollouts=hf", f"output={tmp_path}"]  # fmt: skip
+                 "gradient_accumulation_steps=1", "max_completion_length=12", "max_steps=1", "rollouts=hf",
+                 f"output={tmp_path}"]  # fmt: skip
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     tokenizer = load_tokenizer(str(tiny_model))
     rows = grpo_rows(JudgePrompt.create("compact"), _jobs(4), both_orders=True, seed=0)
@@ -207,7 +208,8 @@ def test_rl_config_problems_name_their_keys(capsys):
 def _rl(tiny_model, tmp_path, *overrides):
     return load_config("stages/rl.yaml", [f"model={tiny_model}", "recipe_params={n: 60}", "limit=4", "max_steps=2",
                                           "num_generations=2", "per_device_train_batch_size=4",
-                                          "max_completion_length=8", "prompt_format=compact",
+                                          "gradient_accumulation_steps=1", "max_completion_length=8",
+                                          "prompt_format=compact",
                                           f"output={tmp_path / 'rl'}", *overrides],
                        schema=RLConfig)  # fmt: skip
 
@@ -318,7 +320,8 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     from reasrm.training.rl import grpo_trainer
     from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, _groups
 
-    overrides = [f"model={tiny_model}", "num_generations=3", "per_device_train_batch_size=6", f"output={tmp_path}"]
+    overrides = [f"model={tiny_model}", "num_generations=3", "per_device_train_batch_size=6",
+                 "gradient_accumulation_steps=1", f"output={tmp_path}"]  # fmt: skip
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     tokenizer = load_tokenizer(str(tiny_model))
     rows = grpo_rows(JudgePrompt.create("compact"), _jobs(2), both_orders=False, seed=0)

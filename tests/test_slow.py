@@ -147,9 +147,9 @@ def test_rl_killed_mid_run_resumes_to_the_same_steps_and_validation(tiny_model, 
 
     out = tmp_path / "rl"
     args = [sys.executable, "-m", "reasrm.cli", "rl", "stages/rl.yaml", f"model={tiny_model}", "recipe_params={n: 60}",
-            "limit=8", "max_steps=8", "num_generations=2", "per_device_train_batch_size=4", "max_completion_length=8",
-            "preflight=false", "validation_pairs=2", "eval_steps=1", "save_steps=2", "prompt_format=compact",
-            f"output={out}"]  # fmt: skip
+            "limit=8", "max_steps=8", "num_generations=2", "per_device_train_batch_size=4",
+            "gradient_accumulation_steps=1", "max_completion_length=8", "preflight=false", "validation_pairs=2",
+            "eval_steps=1", "save_steps=2", "prompt_format=compact", f"output={out}"]  # fmt: skip
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     validation = out / "validation.jsonl"
     deadline = time.monotonic() + 300

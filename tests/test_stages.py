@@ -223,8 +223,8 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
     assert sorted(c["chosen_slot"] for c in chains) == ["A", "A", "B", "B"]  # balanced slots
 
     overrides = [f"model={final}", "recipe=support", "limit=2", "max_steps=1", "num_generations=2",
-                 "per_device_train_batch_size=4", "max_completion_length=8", "preflight=false",
-                 f"output={tmp_path / 'rl'}"]  # fmt: skip
+                 "per_device_train_batch_size=4", "gradient_accumulation_steps=1", "max_completion_length=8",
+                 "preflight=false", f"output={tmp_path / 'rl'}"]  # fmt: skip
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     judged = rl(cfg)
     card = JudgeCard.load(judged)
@@ -345,7 +345,7 @@ def test_stage_configs_validate_and_report_problems(capsys):
     err = capsys.readouterr().err
     assert (
         "per_device_train_batch_size: times gradient_accumulation_steps must be a multiple of 2 x num_generations: "
-        "both orders of a pair (6), got 32" in err
+        "both orders of a pair (6), got 64" in err
     )
     assert "override 'limit=0': limit: must be >= 1, got 0" in err
     assert main(["distill", "stages/distill.yaml", "teacher.backend=gpt"]) == 2

@@ -8,8 +8,10 @@ that supports it) on template-teacher chains of the
 demo recipe in the shipped ``compact`` prompt. The plain loop is ``model(**batch).loss.backward()`` and
 ``torch.optim.AdamW`` on a second copy of the same model, fed the very batches the trainer's data loader
 yields. Both run in one process, alternating (plain, stage, plain), so the figures are side by side on
-this shared machine; the first step of each phase is a warm-up and not counted. Prints the median seconds
-per optimizer step of each and their ratio (target: the stage <= 1.3x the plain loop).
+this shared machine; the first step of each phase is a warm-up and not counted. The stage runs twice, with
+``shared_prefix`` off (TRL's own loss over every token of every example) and on (the shipped default: the
+system text the batch shares runs once). Prints the median seconds per optimizer step of each and their
+ratios (target: the stage <= 1.3x the plain loop).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,6 +29,7 @@ from transformers import TrainerCallback
 from reasrm.config import load_config
 from reasrm.models import load_model, load_tokenizer
 from reasrm.training.distill import DistillConfig, prepare, sft_examples, sft_trainer
+from reasrm.training.shared_prefix import _loss_free_prefix
 from reasrm.training.teacher import generate_chains
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,26 +79,36 @@ def main() -> None:
         prompt, jobs, output = prepare(cfg)
         examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
         tokenizer = load_tokenizer(cfg.model)
-        trainer = sft_trainer(cfg, load_model(cfg.model).train(), tokenizer, examples, output)
-        batches = [dict(b) for b in trainer.get_train_dataloader()][: args.steps + 1]
+        trainers = {shared: sft_trainer(replace(cfg, shared_prefix=shared), load_model(cfg.model).train(), tokenizer,
+                                        examples, output / f"shared-{shared}")
+                    for shared in (False, True)}  # fmt: skip
+        batches = [dict(b) for b in trainers[True].get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
+        shared = statistics.median(_loss_free_prefix(b) for b in batches)
         plain_model = load_model(cfg.model)
-        bf16 = trainer.args.bf16
+        bf16 = trainers[True].args.bf16
 
         before = plain_steps(plain_model, batches, cfg.learning_rate, bf16)[1:]
-        timer = StepTimes()
-        trainer.add_callback(timer)
-        trainer.train()
+        stage = {}
+        for key, trainer in trainers.items():
+            timer = StepTimes()
+            trainer.add_callback(timer)
+            trainer.train()
+            stage[key] = statistics.median(timer.times[1:])
         after = plain_steps(plain_model, batches, cfg.learning_rate, bf16)[1:]
 
-    stage, plain = statistics.median(timer.times[1:]), statistics.median(before + after)
+    plain = statistics.median(before + after)
     compute = "bf16 autocast" if bf16 else "no autocast"
     print(f"model {type(plain_model).__name__}, weights {plain_model.dtype} ({compute}), "
-          f"batch {args.batch_size} examples, {tokens:.0f} tokens per step on average, "
-          f"{args.steps} timed steps per phase")  # fmt: skip
-    print(f"  plain PyTorch loop (forward, backward, AdamW)  {plain:6.2f} s/step  (median of {len(before + after)})")
-    print(f"  reasrm distill (TRL SFTTrainer)                {stage:6.2f} s/step  (median of {len(timer.times) - 1})")
-    print(f"  ratio stage / plain: {stage / plain:.2f}  (target <= 1.3)")
+          f"batch {args.batch_size} examples, {tokens:.0f} tokens per step on average ({shared:.0f} of each "
+          f"example's shared by the batch), {args.steps} timed steps per phase")  # fmt: skip
+    rows = [("(a) plain PyTorch loop (forward, backward, AdamW)", plain, len(before + after)),
+            ("(b) reasrm distill, shared_prefix=false (TRL's loss)", stage[False], args.steps),
+            ("(c) reasrm distill, shared_prefix=true (shipped)", stage[True], args.steps)]  # fmt: skip
+    for name, seconds, n in rows:
+        print(f"  {name:<54}{seconds:6.2f} s/step  (median of {n})")
+    print(f"  ratio b/a: {stage[False] / plain:.2f}, c/a: {stage[True] / plain:.2f} (target <= 1.3), "
+          f"c/b: {stage[True] / stage[False]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

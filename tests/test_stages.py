@@ -389,3 +389,52 @@ def test_sft_loss_covers_exactly_the_assistant_reply(tiny_model, tmp_path, templ
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     untrained = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label == -100])
     assert untrained == prompt  # system, user and the assistant header: no loss
+
+
+def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_path):
+    """`shared_prefix: true` in stage one runs the system text every example of a batch shares once and the
+    rest of each row on its KV cache: the loss, TRL's metrics and every weight's gradient equal TRL's own
+    pass on a real collated batch (rows of different lengths, right-padded)."""
+    import torch
+    from accelerate.utils import AutocastKwargs
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from reasrm.models import load_model
+    from reasrm.prompts import JudgePrompt
+    from reasrm.training.common import training_jobs
+    from reasrm.training.distill import sft_examples, sft_trainer
+    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, _loss_free_prefix
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = JudgePrompt.create("compact")
+    chains = ["<type>Reasoning</type>\n<answer>[[A]]</answer>", "<type>Reasoning</type>\n<solution>9</solution>"
+              "\n<eval>B says 9.</eval>\n<answer>[[B]]</answer>", "<answer>[[A]]</answer>"]  # fmt: skip
+    records = [{"kept": True, "messages": prompt.messages(pair, slot), "chains": [chain]}
+               for (pair, slot), chain in zip(training_jobs("demo", {"n": 40}, 3, 0), chains, strict=True)]  # fmt: skip
+    cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
+    model = load_model(str(tiny_model), dtype=torch.float32)
+    trainer = sft_trainer(cfg, model.train(), tokenizer, sft_examples(records), tmp_path)
+    assert isinstance(trainer, SharedPrefixSFTTrainer)
+    trainer.accelerator.autocast_handler = AutocastKwargs(enabled=False)  # exact fp32 on every host (AMX: bf16)
+    batch = trainer.data_collator([trainer.train_dataset[k] for k in range(3)])
+    system = tokenizer.apply_chat_template(records[0]["messages"][:1], tokenize=True, return_dict=False)
+    assert len(system) - 2 <= _loss_free_prefix(batch) < len(batch["input_ids"][0])  # the system turn, at least
+    assert len(set(batch["attention_mask"].sum(1).tolist())) == 3  # rows of three lengths, right-padded
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}  # what the shared pass takes (else: TRL's)
+
+    def run(method):
+        model.zero_grad()
+        trainer._metrics["train"].clear()
+        trainer._total_train_tokens = 0  # num_tokens counts the batch's tokens, prefix included, as TRL does
+        loss = method(trainer, model, {k: v.clone() for k, v in batch.items()})
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+        return loss.detach(), metrics, [p.grad.clone() for p in model.parameters()]
+
+    ours, trls = run(SharedPrefixSFTTrainer.compute_loss), run(SFTTrainer.compute_loss)
+    assert torch.allclose(ours[0], trls[0], atol=1e-6)
+    assert ours[1].keys() == trls[1].keys() and all(abs(ours[1][k] - trls[1][k]) < 1e-4 for k in ours[1])
+    for mine, theirs in zip(ours[2], trls[2], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)
+    assert any(g.abs().sum() > 0 for g in ours[2])

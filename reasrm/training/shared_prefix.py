@@ -1,4 +1,4 @@
-"""The GRPO loss with each group's prompt run once: TRL's log-probs and gradients for fewer FLOPs.
+"""Both stages' losses with a shared prompt prefix run once: TRL's log-probs and gradients for fewer FLOPs.
 
 TRL's ``GRPOTrainer`` scores a completion with a forward (and backward) pass over its whole sequence,
 prompt and completion. The ``num_generations`` completions of a group share their prompt, so TRL runs
@@ -15,13 +15,19 @@ count over the padded sequence in TRL's pass, and the attention mask is TRL's.
 
 Falls back to TRL's method where a cache cannot stand in: multimodal inputs, MoE auxiliary losses,
 gradient checkpointing (no cache), PEFT-wrapped models, or a chunk whose prompts are all different.
+
+:class:`SharedPrefixSFTTrainer` (stage one, ``shared_prefix: true``) does the same for SFT, where every
+example of a batch is a different pair but all start with the same system text (the prompt format's
+instructions: 128 of the demo's ~300 tokens per example, most of RM-R1's ~860-token prompt): the longest
+prefix that every row of the batch shares and that carries no loss runs once, and the rest of each row runs
+on its repeated KV cache. Same loss, metrics and gradients as TRL's pass (tests/test_stages.py).
 """
 
 from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
-from trl import GRPOTrainer
+from trl import GRPOTrainer, SFTTrainer
 
 from reasrm.models import cache_arg
 
@@ -62,6 +68,42 @@ class SharedPrefixGRPOTrainer(GRPOTrainer):
             if compute_entropy:
                 entropies.append(outputs.entropy[:, -logits_to_keep:])
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+
+class SharedPrefixSFTTrainer(SFTTrainer):
+    """TRL's ``SFTTrainer``, the prefix every example of a batch shares run once (see the module docstring)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        unwrapped = self.accelerator.unwrap_model(model)
+        head = _loss_free_prefix(inputs) if set(inputs) <= {"input_ids", "attention_mask", "labels"} else 0
+        if (head < MIN_SHARED or self.aux_loss_enabled or _checkpointing(unwrapped)
+                or hasattr(unwrapped, "peft_config")):  # fmt: skip
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        ids, cache_kwarg = inputs["input_ids"], cache_arg(unwrapped)
+        cache = DynamicCache(config=unwrapped.config)
+        model(input_ids=ids[:1, :head], use_cache=True, logits_to_keep=1, **{cache_kwarg: cache})
+        cache.batch_select_indices(torch.zeros(ids.size(0), dtype=torch.long, device=ids.device))  # differentiable
+        # TRL's own loss on the rest of each row; the full attention mask covers the cached prefix (and counts
+        # the batch's tokens as TRL does); positions continue from the cache's length.
+        tail = {"input_ids": ids[:, head:], "attention_mask": inputs["attention_mask"],
+                "labels": inputs["labels"][:, head:], cache_kwarg: cache}  # fmt: skip
+        return super().compute_loss(model, tail, return_outputs, num_items_in_batch)
+
+
+MIN_SHARED = 16  # a shorter shared prefix is not worth a second forward call
+
+
+def _loss_free_prefix(inputs: dict) -> int:
+    """How many leading tokens every row of an SFT batch shares, unpadded, with no loss on them nor on the
+    token after (its label is scored from the prefix's last position, which the tail pass does not run)."""
+    ids, mask, labels = inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"]
+    if ids.size(0) < 2:
+        return 0
+    same = (ids == ids[:1]).all(0) & (labels == -100).all(0)
+    if mask is not None:
+        same &= (mask == 1).all(0)
+    head = int(same.long().cumprod(0).sum())  # the run of positions where every row agrees from the start
+    return max(0, min(head, ids.size(1)) - 1)
 
 
 def _checkpointing(model) -> bool:

@@ -181,19 +181,30 @@ def weights(families: str) -> str:
 
 def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens: int) -> dict[str, dict]:
     """Each checkpoint judged on ``pairs`` held-out pairs of the whole mix (drawn with seed 0, the same for
-    all), greedy, both orders, by the RL stage's own validation."""
+    all), greedy, both orders, by the RL stage's own validation. Each result is kept next to its checkpoint
+    (``mix_validation.json``) and reused while the pairs, the token limit and the weights file are the same:
+    the seeds' runs share one starting checkpoint, judged once."""
     from reasrm.card import judge_prompt, read_card
     from reasrm.models import load_model, load_tokenizer
-    from reasrm.training.validation import heldout_jobs, validate
+    from reasrm.training.validation import heldout_jobs, jobs_digest, validate
 
     params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
     jobs = heldout_jobs("data_recipes/demo.yaml", params, pairs, 0)
     results = {}
     for name, checkpoint in checkpoints.items():
+        files = sorted(Path(checkpoint).glob("*.safetensors"))
+        stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+        key = {"digest": jobs_digest(jobs), "max_new_tokens": max_new_tokens, "weights": stamp}
+        saved = Path(checkpoint).parent / "mix_validation.json"
+        if saved.exists() and (kept := json.loads(saved.read_text(encoding="utf-8"))).get("key") == key:
+            print(f"{name}: reusing {saved}", flush=True)
+            results[name] = kept["stats"]
+            continue
         print(f"validating {name} ({checkpoint}) on the whole mix", flush=True)
         prompt = judge_prompt(checkpoint, read_card(checkpoint))
         model = load_model(checkpoint)
         results[name] = validate(model, load_tokenizer(checkpoint), prompt, jobs, max_new_tokens)
+        saved.write_text(json.dumps({"key": key, "stats": results[name]}, indent=1) + "\n", encoding="utf-8")
     return results
 
 

@@ -197,10 +197,10 @@ def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens
         key = {"digest": jobs_digest(jobs), "max_new_tokens": max_new_tokens, "weights": stamp}
         saved = Path(checkpoint).parent / "mix_validation.json"
         if saved.exists() and (kept := json.loads(saved.read_text(encoding="utf-8"))).get("key") == key:
-            print(f"{name}: reusing {saved}", flush=True)
+            print(f"{name}: reusing {saved}", file=sys.stderr, flush=True)
             results[name] = kept["stats"]
             continue
-        print(f"validating {name} ({checkpoint}) on the whole mix", flush=True)
+        print(f"validating {name} ({checkpoint}) on the whole mix", file=sys.stderr, flush=True)
         prompt = judge_prompt(checkpoint, read_card(checkpoint))
         model = load_model(checkpoint)
         results[name] = validate(model, load_tokenizer(checkpoint), prompt, jobs, max_new_tokens)

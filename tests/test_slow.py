@@ -199,3 +199,6 @@ def test_learning_bench_validates_the_whole_mix_and_reuses_finished_runs(tiny_mo
     assert (out / "ours" / "eval.json").stat().st_mtime_ns == mtime
     rerun = again.stdout[again.stdout.index("held-out demo pairs") :]
     assert rerun.split("wall time")[0] == report.split("wall time")[0]
+    # Each checkpoint's whole-mix validation is kept next to it and reused, not judged again.
+    assert f"start: reusing {tmp_path / 'mix_validation.json'}" in again.stderr
+    assert f"ours: reusing {out / 'ours' / 'mix_validation.json'}" in again.stderr

@@ -2,7 +2,7 @@
 #   make demo   set up, build the demo data, distill and RL-train a small judge from the embedded default
 #               model on a CPU, and end with a table on 100 held-out pairs in both orders: base model ->
 #               after distill -> after RL (validity, right in both orders, label prior, A-rate, flip rate);
-#               its RL is short: 5 steps of 2 pairs (the shipped stages/rl.yaml: 16 steps of 4 pairs, ~45 min)
+#               its RL is short: 3 steps of 2 pairs (the shipped stages/rl.yaml: 16 steps of 4 pairs, ~45 min)
 #   make test   set up, then run the fast CPU suite (offline, a few minutes)
 
 PYTHON ?= python3
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite
 	$(VENV)/bin/reasrm distill stages/distill.yaml output=runs/demo/distill overwrite=true
-	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final max_steps=5 gradient_accumulation_steps=1 \
+	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final max_steps=3 gradient_accumulation_steps=1 \
 		eval_steps=0 output=runs/demo/rl overwrite=true $(ARGS)
 
 # Stage one and stage two on their shipped configs (embedded default, template teacher); ARGS overrides.

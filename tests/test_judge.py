@@ -56,6 +56,45 @@ def test_prefix_cached_batches_match_one_prompt_at_a_time(tiny_model):
     assert backend.generate(conversations[:1], GenerationConfig(max_new_tokens=12))[0].text == expected[0]
 
 
+def test_roomy_cache_gives_what_dynamic_cache_gives_through_row_changes(tiny_model):
+    """The backend's cache writes each decoded token in place; the model must see the same keys and values
+    as with transformers' DynamicCache: a one-row prefix spread over the rows, a suffix, decode steps, rows
+    leaving the batch, samples repeated, and a buffer filled to its last spare position."""
+    import copy
+
+    from transformers import DynamicCache
+
+    from reasrm.backends.hf import RoomyLayer, roomy_cache
+
+    backend = HFBackend.load(str(tiny_model), device="cpu")
+    model = backend.model
+    prefix = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([[5, 6, 7, 8]]), use_cache=True, past_key_values=prefix)
+    plain = copy.deepcopy(prefix)
+    plain.batch_repeat_interleave(3)
+    roomy = roomy_cache(model.config, prefix, rows=3, room=1)
+    assert all(isinstance(layer, RoomyLayer) for layer in roomy.layers)
+    steps = [torch.tensor([[9, 10], [11, 12], [13, 14]])] + [torch.tensor([[20 + k]] * 3) for k in range(5)]
+    rows = 3
+    with torch.inference_mode():
+        for k, ids in enumerate(steps):
+            ids = ids[:rows]
+            logits = [model(input_ids=ids, use_cache=True, past_key_values=c).logits for c in (plain, roomy)]
+            torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=1e-6)
+            if k == 1:  # a row leaves
+                for c in (plain, roomy):
+                    c.batch_select_indices(torch.tensor([0, 2]))
+                rows = 2
+            if k == 2:  # samples repeated, then a row leaves before the next update
+                for c in (plain, roomy):
+                    c.batch_repeat_interleave(2)
+                    c.batch_select_indices(torch.tensor([0, 1, 3]))
+                rows = 3
+    assert roomy.get_seq_length() == plain.get_seq_length() == 4 + 2 + 5
+    assert prefix.get_seq_length() == 4  # the backend's prefix cache is left as it was
+
+
 def test_sampling_is_seeded(tiny_model):
     backend = HFBackend.load(str(tiny_model), device="cpu")
     conversations = [render("rm-r1-instruct", ({"role": "user", "content": q},), "yes", "no") for q in ("a", "b c")]

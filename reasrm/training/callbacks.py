@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from reasrm.training.validation import validate
+from reasrm.training.validation import BATCH, validate
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ class HeldOutValidation(TrainerCallback):
     the lines of steps after its checkpoint, so no step is missing or doubled."""
 
     def __init__(self, path: Path, jobs, prompt, tokenizer, max_new_tokens: int, eval_steps: int,
-                 batch_size: int = 64, start: dict | None = None):  # fmt: skip
+                 batch_size: int = BATCH, start: dict | None = None):  # fmt: skip
         self.path, self.jobs, self.prompt, self.tokenizer = Path(path), jobs, prompt, tokenizer
         self.max_new_tokens, self.eval_steps, self.batch_size = max_new_tokens, eval_steps, batch_size
         self.trainer = None  # set by the stage once the trainer exists: its log() reaches every logger

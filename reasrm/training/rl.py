@@ -92,8 +92,9 @@ class RLConfig:
     num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
     learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 2e-5)
     warmup_steps: float = option(
-        "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps). Adam's first update moves "
-        "every weight by the full lr whatever the gradient's size, on the few pairs of one step (README, Stage two).",
+        "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps, rounded up). The first step "
+        "runs at lr 0 and only fills Adam's moments: Adam's first update moves every weight by the full lr whatever "
+        "the gradient's size, on the few pairs of one step (README, Stage two).",
         0.25,
     )
     lr_scheduler_type: str = option(

@@ -36,6 +36,10 @@ from reasrm.verdict import parse_verdict
 
 log = logging.getLogger(__name__)
 
+# Calls decoded together. On a CPU a decode step's matrix products run faster per row in bigger batches:
+# the demo's 200 calls took 87 s in one batch of 200 and 112 s in batches of 64, with the same verdicts.
+BATCH = 200
+
 COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("both_right_chance", "chance"),
            ("accuracy", "per call"), ("label_prior", "prior"),
            ("a_rate", "A-rate"), ("flip_rate", "flip"), ("completion_tokens", "tokens"))  # fmt: skip
@@ -60,7 +64,7 @@ def jobs_digest(jobs: list[tuple[Pair, Slot]]) -> str:
 
 
 def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
-             batch_size: int = 64) -> dict:  # fmt: skip
+             batch_size: int = BATCH) -> dict:  # fmt: skip
     """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc."""
     from reasrm.backends.hf import HFBackend  # torch: only a run pays for it
     from reasrm.judge import Judge

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+N = 4400  # the demo recipe size of these runs (10% held out)
 WHOLE_MIX = "comparison:1,arithmetic:1,unit_conversion:1,sorting:1,python_expression:1"
 RUNS = {
     "ours": [],
@@ -58,7 +59,7 @@ def by_family(stats: dict, families: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=300, help="held-out pairs validated in both orders")
-    parser.add_argument("--n", type=int, default=4400, help="demo recipe size (10%% held out: ~330 pairs)")
+    parser.add_argument("--n", type=int, default=N, help="demo recipe size (10%% held out: ~330 pairs)")
     parser.add_argument(
         "--chains",
         type=int,
@@ -179,6 +180,14 @@ def weights(families: str) -> str:
     return ", ".join(f"{name}: {weight}" for name, weight in (item.split(":") for item in families.split(",")))
 
 
+def mix_jobs(pairs: int, n: int = N) -> list:
+    """``pairs`` held-out pairs of the whole mix (drawn with seed 0) from a demo recipe of ``n`` pairs."""
+    from reasrm.training.validation import heldout_jobs
+
+    params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
+    return heldout_jobs("data_recipes/demo.yaml", params, pairs, 0)
+
+
 def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens: int) -> dict[str, dict]:
     """Each checkpoint judged on ``pairs`` held-out pairs of the whole mix (drawn with seed 0, the same for
     all), greedy, both orders, by the RL stage's own validation. Each result is kept next to its checkpoint
@@ -186,10 +195,9 @@ def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens
     the seeds' runs share one starting checkpoint, judged once."""
     from reasrm.card import judge_prompt, read_card
     from reasrm.models import load_model, load_tokenizer
-    from reasrm.training.validation import heldout_jobs, jobs_digest, validate
+    from reasrm.training.validation import jobs_digest, validate
 
-    params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
-    jobs = heldout_jobs("data_recipes/demo.yaml", params, pairs, 0)
+    jobs = mix_jobs(pairs, n)
     results = {}
     for name, checkpoint in checkpoints.items():
         files = sorted(Path(checkpoint).glob("*.safetensors"))

@@ -8,8 +8,7 @@ its own solution is right the verdict can only be as good as that solution and t
 the question is out of its reach, a solution that copies one slot's answer makes the verdict follow the
 slot. Each checkpoint judges held-out pairs of the whole graded mix (the pairs ``bench/learning.py
 --validate-mix`` judges, drawn with seed 0, the first ``--pairs``), greedy, in both orders. Which response
-a solution names is read by token overlap, as the ``follows`` reward reads it
-(``reasrm.training.rewards.solution_slot``): the response sharing the longer common token subsequence with
+a solution names is read by token overlap: the response sharing the longer common token subsequence with
 the solution (``tie`` when neither does more, e.g. no solution). Prints per family and call: the verdict
 right, the solution naming the chosen response, naming the response in slot A, tied, the verdict following
 the solution (among calls whose solution names one and whose verdict is valid), and the verdicts' A-rate.
@@ -18,6 +17,7 @@ the solution (among calls whose solution names one and whose verdict is valid), 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,12 +27,32 @@ from reasrm.backends.hf import HFBackend
 from reasrm.card import judge_prompt, read_card
 from reasrm.judge import Judge
 from reasrm.models import load_model, load_tokenizer
-from reasrm.training.rewards import solution_slot
 
 sys.path.insert(0, str(Path(__file__).parent))
 from learning import mix_jobs
 
+TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\w+|[^\w\s]")
 COLUMNS = ("right", "solution right", "solution = slot A", "solution tie", "verdict follows", "A-rate")
+
+
+def common(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def named(solution: str | None, response_a: str, response_b: str) -> str:
+    """The slot whose response the solution agrees with by token overlap: "A", "B" or "tie"."""
+    if solution is None:
+        return "tie"
+    tokens = TOKEN.findall(solution.lower())
+    a, b = (common(tokens, TOKEN.findall(r.lower())) for r in (response_a, response_b))
+    return "A" if a > b else "B" if b > a else "tie"
 
 
 def tally(jobs, judgements) -> dict[str, dict[str, float]]:
@@ -42,7 +62,7 @@ def tally(jobs, judgements) -> dict[str, dict[str, float]]:
             for call in judgement.calls:
                 c, v = counts[family], call.verdict
                 shown = (pair.chosen, pair.rejected) if call.chosen_slot == "A" else (pair.rejected, pair.chosen)
-                slot = solution_slot(v.solution, *shown)
+                slot = named(v.solution, *shown)
                 c["calls"] += 1
                 c["right"] += v.ok and v.choice == call.chosen_slot
                 c["solution right"] += slot == call.chosen_slot

@@ -1,4 +1,4 @@
-"""Which response a judge's <solution> names, read by token overlap (the `follows` reward, bench/solutions.py)."""
+"""bench/solutions.py: which response a judge's <solution> names, read by token overlap, on each family's forms."""
 
 import subprocess
 import sys
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from reasrm.training.rewards import solution_slot
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from solutions import named  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_solution_names_the_response_it_shares_more_tokens_with(solution, response_a, response_b, slot):
-    assert solution_slot(solution, response_a, response_b) == slot
+    assert named(solution, response_a, response_b) == slot
 
 
 def test_solutions_bench_prints_a_row_per_family_and_the_whole_mix(tiny_model, tmp_path):

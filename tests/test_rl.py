@@ -7,7 +7,7 @@ import pytest
 from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError
-from reasrm.training.rewards import REWARDS, consistency_reward, follows_reward, format_score
+from reasrm.training.rewards import REWARDS, consistency_reward, format_score
 from reasrm.training.rl import RLConfig, constant_slot, grpo_rows
 
 A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
@@ -36,29 +36,6 @@ def test_consistency_reward_keeps_pairs_apart():
     rewards = consistency_reward(None, [A, B, A, A], ["A", "B", "A", "B"], ["p", "p", "q", "q"],
                                  ["AB", "BA", "AB", "BA"])  # fmt: skip
     assert rewards == [1, 1, 0, 0]  # p right in both orders; q answered "A" twice
-
-
-def _judged(solution, answer):
-    return f"<type>Reasoning</type><solution>{solution}</solution><eval>e</eval><answer>[[{answer}]]</answer>"
-
-
-@pytest.mark.parametrize(
-    ("completion", "expected"),
-    [
-        (_judged("42 is larger than 38.", "A"), 1),  # the solution agrees with A's response, the verdict names A
-        (_judged("42 is larger than 38.", "B"), -1),  # the verdict contradicts its own solution
-        (_judged("38", "B"), 1),  # a wrong solution followed: still +1 (the reward needs no label)
-        (_judged("I cannot tell", "A"), 0),  # the solution agrees with neither response more
-        ("<type>Reasoning</type><eval>e</eval><answer>[[A]]</answer>", 0),  # no solution
-        ("<type>Reasoning</type><solution>42</solution><eval>e</eval>", 0),  # no verdict
-        (_judged("42", "A") + " more", 0),  # not a strict verdict
-    ],
-)
-def test_follows_reward_pays_a_verdict_that_follows_its_own_solution(completion, expected):
-    rewards = follows_reward(None, [completion], response_a=["42 is larger."], response_b=["38 is larger."])
-    assert rewards == [expected]
-    assert REWARDS["follows"](None, [[{"role": "assistant", "content": completion}]], ["42 is larger."],
-                              ["38 is larger."], label=["B"]) == [expected]  # fmt: skip
 
 
 def _advantages(rewards, num_generations, scale):
@@ -135,8 +112,6 @@ def test_grpo_rows_put_both_orders_of_a_pair_next_to_each_other():
     assert len(rows) == 12 and [r["order"] for r in rows] == ["AB", "BA"] * 6
     for first, second in zip(rows[::2], rows[1::2], strict=True):
         assert first["pair"] == second["pair"] and {first["label"], second["label"]} == {"A", "B"}
-        assert (first["response_a"], first["response_b"]) == (second["response_b"], second["response_a"])
-        assert first["response_a"] in first["prompt"][-1]["content"]
     assert [r["pair"] for r in rows[::2]] != [pair.id for pair, _ in _jobs()]  # pairs are shuffled, with the seed
     assert rows == grpo_rows(prompt, _jobs(), both_orders=True, seed=1)
     single = grpo_rows(prompt, _jobs(), both_orders=False, seed=1)

@@ -3,8 +3,7 @@
 TRL calls ``reward(prompts=..., completions=..., **columns)`` once per generation batch, with every other
 dataset column as a keyword list (one entry per completion) plus ``log_metric`` (a scalar logged with the
 step). The GRPO dataset of ``reasrm rl`` has these columns: ``label`` (the chosen response's slot letter),
-``pair`` (the pair's id), ``order`` (``"AB"``: the pair's first slot assignment, ``"BA"``: swapped) and
-``response_a``/``response_b`` (the responses as shown in each slot).
+``pair`` (the pair's id) and ``order`` (``"AB"``: the pair's first slot assignment, ``"BA"``: swapped).
 ``REWARDS`` maps the names a stage config may give (``rewards: [verdict, consistency]``, weighted by
 ``reward_weights``) to the functions. Every reward parses verdicts in **strict** mode.
 
@@ -14,11 +13,6 @@ step). The GRPO dataset of ``reasrm rl`` has these columns: ``label`` (the chose
   when it is right itself; 0 otherwise. So a judge that is right in both orders earns 1, and a judge whose
   verdict follows the slot (always "A", say) earns 0 in every group: the reward exists only for verdicts
   that survive the swap. It needs both orders of a pair in one generation batch (``both_orders: true``).
-- ``follows`` (label-free): +1 when a strict verdict names the response the completion's own ``<solution>``
-  agrees with (:func:`solution_slot`: the response sharing the longer common token subsequence with it),
-  -1 when it names the other one; 0 when there is no solution, it agrees with neither response as much as
-  with the other, or the verdict is invalid. It ties the verdict to the judge's own reading of the
-  question, not to a slot; from a judge whose solution copies a slot's answer it rewards that copying.
 - ``format``: the share of the sections the task type requires that are present: ``<type>``, then
   ``<solution>`` (Reasoning) or ``<rubric>`` with a ``<justify>`` (Chat), then ``<eval>``, then a strict
   verdict. A small bonus (weight it low) that keeps the structure through RL.
@@ -27,7 +21,6 @@ step). The GRPO dataset of ``reasrm rl`` has these columns: ``label`` (the chose
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter, defaultdict
 
 from reasrm.data.pairs import completion_text
@@ -81,41 +74,6 @@ def consistency_reward(prompts, completions, label, pair, order, **kwargs) -> li
     return rewards
 
 
-TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\w+|[^\w\s]")
-
-
-def common_length(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence of two token lists."""
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def solution_slot(solution: str | None, response_a: str, response_b: str) -> str:
-    """The slot whose response a ``<solution>`` agrees with: the one sharing the longer common subsequence
-    of tokens (numbers, words, punctuation; lower case) with it, "A" or "B"; "tie" when neither shares more
-    (or there is no solution)."""
-    if solution is None:
-        return "tie"
-    tokens = TOKEN.findall(solution.lower())
-    a, b = (common_length(tokens, TOKEN.findall(r.lower())) for r in (response_a, response_b))
-    return "A" if a > b else "B" if b > a else "tie"
-
-
-def follows_reward(prompts, completions, response_a, response_b, **kwargs) -> list[float]:
-    """+1 / -1 / 0 as the verdict follows the completion's own solution, contradicts it, or either is
-    missing (see the module docstring). Needs no label."""
-    rewards = []
-    for verdict, a, b in zip(_verdicts(completions), response_a, response_b, strict=True):
-        slot = solution_slot(verdict.solution, a, b)
-        rewards.append(0.0 if not verdict.ok or slot == "tie" else CORRECT if verdict.choice == slot else WRONG)
-    return rewards
-
-
 def format_score(text: str) -> float:
     """The share of the required sections present (see the module docstring)."""
     verdict = parse_verdict(text, mode="strict")
@@ -134,9 +92,4 @@ def format_reward(prompts, completions, **kwargs) -> list[float]:
     return [format_score(completion_text(c)) for c in completions]
 
 
-REWARDS = {
-    "verdict": verdict_reward,
-    "consistency": consistency_reward,
-    "follows": follows_reward,
-    "format": format_reward,
-}
+REWARDS = {"verdict": verdict_reward, "consistency": consistency_reward, "format": format_reward}

@@ -187,8 +187,7 @@ class RLConfig:
 
 def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dict]:
     """GRPO examples in training order: the pairs shuffled with ``seed``; each as its judge conversation
-    (``prompt``), the chosen response's slot (``label``), its id (``pair``), its slot order (``order``) and
-    the responses in their slots (``response_a``, ``response_b``).
+    (``prompt``), the chosen response's slot (``label``), its id (``pair``) and its slot order (``order``).
     With ``both_orders`` the swapped order follows as the next row."""
     order = list(range(len(jobs)))
     random.Random(seed).shuffle(order)
@@ -198,8 +197,8 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
         shown = [("AB", slots)]
         if both_orders:
             shown.append(("BA", pair.slots(slots.chosen_slot, swap=True)))
-        rows += [{"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name,
-                  "response_a": s.response_a, "response_b": s.response_b} for name, s in shown]  # fmt: skip
+        rows += [{"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
+                 for name, s in shown]  # fmt: skip
     return rows
 
 

@@ -61,8 +61,13 @@ serve: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
-test-slow: setup
+# The slow suite also runs a stage under DeepSpeed ZeRO-3 on the CPU (deepspeed installs from PyPI in seconds).
+test-slow: setup $(VENV)/.deepspeed
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+$(VENV)/.deepspeed: $(STAMP)
+	$(PY) -m pip install -q -e '.[deepspeed]'
+	touch $@
 
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu $(ARGS)

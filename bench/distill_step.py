@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 
 from reasrm.config import load_config
 from reasrm.models import load_model, load_tokenizer
-from reasrm.training.distill import DistillConfig, prepare, sft_examples, sft_trainer
+from reasrm.training.distill import DistillConfig, prepare, sft_args, sft_examples, sft_trainer
 from reasrm.training.shared_prefix import _loss_free_prefix
 from reasrm.training.teacher import generate_chains
 
@@ -79,9 +79,11 @@ def main() -> None:
         prompt, jobs, output = prepare(cfg)
         examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
         tokenizer = load_tokenizer(cfg.model)
-        trainers = {shared: sft_trainer(replace(cfg, shared_prefix=shared), load_model(cfg.model).train(), tokenizer,
-                                        examples, output / f"shared-{shared}")
-                    for shared in (False, True)}  # fmt: skip
+        trainers = {}
+        for shared in (False, True):
+            way = replace(cfg, shared_prefix=shared)
+            trainers[shared] = sft_trainer(way, sft_args(way, output / f"shared-{shared}"),
+                                           load_model(cfg.model).train(), tokenizer, examples, [])  # fmt: skip
         batches = [dict(b) for b in trainers[True].get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
         shared = statistics.median(_loss_free_prefix(b) for b in batches)

@@ -4,19 +4,17 @@
 
 One model (a distilled judge writes realistic chains; the embedded default rambles to the length limit),
 the same rows (the demo recipe's training pairs in both slot orders, rendered with the judge card's
-prompt), the same reward (``verdict``), generations, lengths, learning rate and loss, three ways:
+prompt), the same reward (``verdict``), generations, lengths, learning rate and loss, two ways:
 
   (a) plain TRL: ``GRPOTrainer(model, reward_funcs=verdict_reward, args=GRPOConfig(...))``, nothing else;
-  (b) the stage with TRL's own generation (``reasrm.training.rl.grpo_trainer``, ``rollouts: trl``);
-  (c) the stage with ``rollouts: hf``: TRL's ``rollout_func`` on reasrm's backend (the prompt prefilled
-      once per group, the shared system text once per batch, finished rows leave the batch).
-Both stage ways train with the shipped ``shared_prefix: true`` (the loss runs each group's prompt once;
-``reasrm.training.shared_prefix``), which shrinks the policy column; ``--no-shared-prefix`` turns it off.
+  (b) the stage (``reasrm.training.rl.grpo_trainer``, TRL's own generation, ``rollouts: trl``), with the
+      shipped ``shared_prefix: true`` (the loss runs each group's prompt once;
+      ``reasrm.training.shared_prefix``), which shrinks the policy column; ``--no-shared-prefix`` turns it off.
 
 Each trains a fresh copy of the model for ``--steps`` steps after one warm-up step. Printed per way: the
 median seconds per step and its split (generation; old/reference log-probs, which TRL skips with beta 0
 and one iteration; the policy's forward and backward), the mean completion length (sampling differs, so
-read the ratios next to it), and the ratios (b)/(a) (target <= 1.10) and (c)/(a) (target <= 0.7).
+read the ratios next to it), and the ratio (b)/(a) (target <= 1.10).
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from reasrm.config import load_config
 from reasrm.models import load_model, load_tokenizer
 from reasrm.training.common import trainer_args, training_jobs
 from reasrm.training.rewards import verdict_reward
-from reasrm.training.rl import RLConfig, grpo_rows, grpo_trainer
+from reasrm.training.rl import RLConfig, grpo_args, grpo_rows, grpo_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +97,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32, help="completions per step")
     parser.add_argument("--max-completion-length", type=int, default=128)
-    parser.add_argument("--ways", default="a,b,c", help="which of a, b, c to run")
+    parser.add_argument("--ways", default="a,b", help="which of a, b to run")
     parser.add_argument("--no-shared-prefix", action="store_true", help="the stage's loss as TRL's (each row whole)")
     args = parser.parse_args()
 
@@ -113,14 +111,14 @@ def main() -> None:
                 "gradient_accumulation_steps=1",
                 f"max_completion_length={args.max_completion_length}", f"max_steps={args.steps + 1}",
                 "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
-                f"rollouts={'hf' if way == 'c' else 'trl'}", f"shared_prefix={not args.no_shared_prefix}"],
+                f"shared_prefix={not args.no_shared_prefix}"],
                 schema=RLConfig)  # fmt: skip
             rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
             model = load_model(args.model)
             if way == "a":
                 trainer = plain_trl(cfg, model, tokenizer, rows, Path(tmp, way))
             else:
-                trainer = grpo_trainer(cfg, model, tokenizer, rows, Path(tmp, way), [])
+                trainer = grpo_trainer(cfg, grpo_args(cfg, Path(tmp, way)), model, tokenizer, rows, [])
             split = Split(trainer)
             trainer.train()
             lengths = [
@@ -130,7 +128,7 @@ def main() -> None:
             results[way] = {k: statistics.median(s[k] for s in timed) for k in timed[0]}
             results[way]["length"] = statistics.mean(lengths[1:])
 
-    names = {"a": "(a) plain TRL GRPOTrainer", "b": "(b) reasrm rl, rollouts: trl", "c": "(c) reasrm rl, rollouts: hf"}
+    names = {"a": "(a) plain TRL GRPOTrainer", "b": "(b) reasrm rl"}
     print(
         f"model {args.model or 'embedded default'}; {args.batch} completions per step ({args.generations} per "
         f"prompt), <= {args.max_completion_length} tokens; median of {args.steps} steps after a warm-up"
@@ -140,7 +138,7 @@ def main() -> None:
         print(f"  {names[way]:<32} {r['total']:8.1f} {r['generation']:9.1f} {r['logps']:7.1f} {r['policy']:7.1f} "
               f"{r['length']:7.1f}")  # fmt: skip
     if "a" in results:
-        for way, target in (("b", 1.10), ("c", 0.7)):
+        for way, target in (("b", 1.10),):
             if way in results:
                 ratio = results[way]["total"] / results["a"]["total"]
                 print(f"  ratio {way}/a: {ratio:.2f} (target <= {target})")

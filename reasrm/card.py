@@ -38,6 +38,7 @@ class JudgeCard:
     data_recipe: str | None = None
     config_digest: str | None = None
     lora: dict | None = None  # LoRA settings when trained with adapters (r, alpha, target_modules, merged)
+    launch: dict | None = None  # processes, sharding strategy and global batch of the run that trained it
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CARD_FILE

@@ -13,7 +13,7 @@ import logging
 import sys
 import textwrap
 
-from reasrm.config import load_config, read_yaml, to_yaml
+from reasrm.config import load_config, read_layers, to_yaml
 from reasrm.errors import ReasrmConfigError, ReasrmError
 
 log = logging.getLogger("reasrm")
@@ -34,13 +34,14 @@ def schema(stage: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def load(path: str | None, overrides: list[str], stage: str | None = None):
-    """A config file (and overrides) read with the schema of ``stage``, else the one its ``stage:`` names."""
+def load(path: str | None, overrides: list[str], stage: str | None = None, machine: bool = True):
+    """A config file (and overrides) read with the schema of ``stage``, else the one its ``stage:`` names;
+    ``machine``: also what this machine and launch cannot run of it."""
     if stage is None:
-        stage = read_yaml(path)[0].get("stage")
+        stage = read_layers(path)[0].get("stage")
         if stage not in SCHEMAS:
             raise ReasrmConfigError(f"{path}: stage: must name a schema, one of {', '.join(SCHEMAS)}; got {stage!r}")
-    return load_config(path, overrides, schema=schema(stage))
+    return load_config(path, overrides, schema=schema(stage), machine=machine)
 
 
 # `reasrm judge` flags: each is sugar for a `key=value` override of the judge config.
@@ -102,11 +103,18 @@ def _quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reasrm import processes
+    from reasrm.runs import set_quiet
+
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    processes.quiet_other_ranks()  # under a launcher the main process logs; the others only warn
+    set_quiet(args.quiet)
     try:
         return args.func(args)
+    except processes.ReportedOnMain:
+        return 2  # the main process printed why
     except ReasrmError as e:
         for line in str(e).splitlines():
             print(f"reasrm: error: {line}", file=sys.stderr)
@@ -233,7 +241,38 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("config", metavar="CONFIG.yaml")
         sub.add_argument("overrides", nargs="*", metavar="key=value")
         sub.set_defaults(func=func)
+    plan = commands.add_parser(
+        "plan",
+        help="memory per GPU of a training config, from the model's config.json alone",
+        description="Will a distill or rl config fit? Parameters, and per GPU: weights, gradients, optimizer states, "
+        "activations and vLLM's share under each strategy; which knob to turn if not.",
+        epilog="example: reasrm plan stages/presets/rm-r1/qwen2.5-7b-instruct/rl.yaml --gpus 8 --gpu-memory 80",
+    )
+    plan.add_argument("config", metavar="CONFIG.yaml")
+    plan.add_argument("overrides", nargs="*", metavar="key=value")
+    plan.add_argument("--gpus", type=int, required=True, help="GPUs (processes) in all")
+    plan.add_argument("--gpu-memory", type=float, required=True, help="memory of one GPU in GB, e.g. 80")
+    plan.add_argument("--nodes", type=int, default=1, help="nodes the GPUs are on (default 1)")
+    plan.add_argument("--strategy", default="zero3", help="ddp, zero2, zero3 (default) or fsdp: the one judged")
+    plan.add_argument("--model-config", help="the model's config.json, its folder or hub id (default: the config's "
+                      "model, else a preset's model_config.json)")  # fmt: skip
+    plan.add_argument("--prompt-tokens", type=int, default=2048, help="rl: prompt length planned for (default 2048)")
+    plan.set_defaults(func=_plan)
+    commands.choices["validate"].add_argument(
+        "--config-only", action="store_true",
+        help="check the config alone, not what this machine and launch lack (a GPU config on a laptop)")  # fmt: skip
+    _add_quiet(parser)
     return parser
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` on every (sub)command: no progress bars or progress lines."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for sub in action.choices.values():
+            if sub._subparsers is not None:
+                _add_quiet(sub)
+            else:
+                sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
 
 
 def _split(args: list[str]) -> tuple[str | None, list[str]]:
@@ -246,12 +285,15 @@ def _split(args: list[str]) -> tuple[str | None, list[str]]:
 def _judge(args: argparse.Namespace) -> int:
     import json
 
+    from reasrm import processes
     from reasrm.judge_file import run
     from reasrm.runs import summarize, summary_lines
 
     cfg = load(*_overrides(args, [*_JUDGE_FLAGS, *_JUDGE_SWITCHES]), stage="judge")
     _quiet_transformers()
-    output = run(cfg, show=_show if args.show else None)
+    output = run(cfg, show=_show if args.show and processes.is_main() else None)
+    if not processes.is_main():
+        return 0
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     log.info("wrote %s (%d pairs; config beside it)", output, len(records))
     for line in summary_lines(summarize([r["calls"] for r in records])):
@@ -260,12 +302,15 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from reasrm import processes
     from reasrm.eval.report import table
     from reasrm.eval.run import run
 
     cfg = load(*_overrides(args, [*_EVAL_FLAGS, *_JUDGE_SWITCHES]), stage="eval")
     _quiet_transformers()
     result = run(cfg)
+    if not processes.is_main():
+        return 0
     b = result["bias"]
     print(table(result))
     log.info("%s: headline %.1f over %d pairs (%d invalid calls); A-rate %s, flip rate %s; report: %s/report.md",
@@ -434,8 +479,24 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    cfg = load(args.config, args.overrides)
-    print(f"{args.config}: ok ({cfg.stage})")
+    from reasrm import processes
+
+    cfg = load(args.config, args.overrides, machine=not args.config_only)
+    launch = getattr(cfg, "launch", None)
+    where = "" if args.config_only else f"; {processes.launch_line(launch)}" if launch else ""
+    print(f"{args.config}: ok ({cfg.stage}{where})")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from reasrm.plan import lines, plan
+
+    cfg = load(args.config, args.overrides, machine=False)
+    if cfg.stage not in ("distill", "rl"):
+        raise ReasrmConfigError(f"{args.config}: reasrm plan reads distill and rl configs, not {cfg.stage!r}")
+    out = plan(cfg, args.config, args.gpus, args.gpu_memory, args.nodes, args.strategy, args.model_config,
+               args.prompt_tokens)  # fmt: skip
+    print("\n".join(lines(out, args.config)))
     return 0
 
 

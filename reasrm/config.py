@@ -71,15 +71,52 @@ def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
     return data, lines
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, schema: type):
+BASE = "base"  # a config file's key naming the config it overlays
+
+
+def read_layers(path: str | Path, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """A config file with the file it overlays: ``base: FILE`` (relative to the file) names a config whose
+    values this one replaces where it gives them, so a preset names only what differs. The merged mapping,
+    and for each key path the ``file:line`` that set it."""
+    data, lines = read_yaml(path)
+    where = {key: f"{path}:{line}" for key, line in lines.items()}
+    if BASE not in data:
+        return data, where
+    base = data.pop(BASE)
+    if not isinstance(base, str) or not base:
+        raise ReasrmConfigError(f"{path}:{lines[BASE]}: base: expected the file this config overlays, got {base!r}")
+    under = (Path(path).parent / base).resolve()
+    if under in seen or under == Path(path).resolve():
+        raise ReasrmConfigError(f"{path}:{lines[BASE]}: base: {base} overlays this file again (a cycle)")
+    if not under.is_file():
+        raise ReasrmConfigError(f"{path}:{lines[BASE]}: base: {under} does not exist")
+    below, below_where = read_layers(under, (*seen, Path(path).resolve()))
+    return _overlay(below, data), {**below_where, **where}
+
+
+def _overlay(below: dict, above: dict) -> dict:
+    """``below`` with ``above``'s values: sections merge key by key, anything else is replaced."""
+    merged = dict(below)
+    for key, value in above.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, schema: type,
+                machine: bool = True):  # fmt: skip
     """Read ``path`` (optional) as ``schema``, apply ``key=value`` overrides, check everything, return the
-    dataclass. Raises :class:`ReasrmConfigError` listing every problem, one per line."""
+    dataclass. Raises :class:`ReasrmConfigError` listing every problem, one per line: the schema's
+    ``check()`` and, with ``machine``, its ``machine_check()`` (what this machine and launch cannot run:
+    a GPU-only setting on a CPU, a process count other than the config's)."""
     data: dict = {}
-    lines: dict[str, int] = {}
+    lines: dict[str, str] = {}  # key path -> the file:line that set it (a base file's, for an overlay)
     where = "defaults"
     if path is not None:
         where = str(path)
-        data, lines = read_yaml(path)
+        data, lines = read_layers(path)
     params = data.get("params")
     if isinstance(params, dict):  # `n=1000` sets a declared parameter, used in the file as ${params.n}
         overrides = [f"params.{o}" if o.partition("=")[0].strip() in params else o for o in overrides]
@@ -95,11 +132,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
                 return set_by[probe]
         for probe in _parents(key):
             if probe in lines:
-                return f"{where}:{lines[probe]}"
+                return lines[probe]
         return where
 
     dropped: set[str] = set()  # key paths whose value was refused (reported once, not again as missing)
-    data = _checked(schema, data, "", lambda key: f"{where}:{lines[key]}" if key in lines else where, problems,
+    data = _checked(schema, data, "", lambda key: lines.get(key, where), problems,
                     dropped)  # fmt: skip
     provided = [data]
     for item in overrides:
@@ -150,6 +187,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raise ReasrmConfigError("\n".join([*problems, f"{where}: {str(e).splitlines()[0]}"])) from None
     check = getattr(obj, "check", None)
     own = list(check()) if check else []
+    if machine and hasattr(obj, "machine_check"):
+        own += obj.machine_check()
     stage = next((f.default for f in dataclasses.fields(schema) if f.name == "stage"), None)
     if stage is not None and obj.stage != stage:  # a file's `stage:` names the schema it is read with
         own.insert(0, ("stage", f"must be {stage!r} for this command, got {obj.stage!r}"))

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasrm.backends import BACKENDS, GenerationConfig, check_backend, load_backend
+from reasrm.backends import BACKENDS, GenerationConfig, backend_machine_problems, check_backend, load_backend
+from reasrm.backends.vllm import VLLMSettings
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
 from reasrm.data.pairs import Pair, assign_slots, read_pairs
@@ -46,9 +47,14 @@ class JudgeConfig:
     resume: bool = option("Continue an interrupted run: skip pairs already in the output.", False)
     overwrite: bool = option("Replace an existing output file.", False)
     generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
+    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
+                                factory=VLLMSettings)  # fmt: skip
+
+    def machine_check(self) -> list[Problem]:
+        return backend_machine_problems(self.backend, vllm=self.vllm)
 
     def check(self) -> list[Problem]:
-        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url)
+        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
         return problems + output_problems(self)
 
 
@@ -86,7 +92,7 @@ def _judge_into(cfg: JudgeConfig, output: Path, pairs: list[Pair], slots: dict, 
         pending = [p for p in pairs if p.id not in out.done]
         if not pending:
             return
-        judge = Judge(load_backend(cfg.backend, cfg.model, cfg.base_url), prompt, cfg.generation, card)
+        judge = Judge(load_backend(cfg.backend, cfg.model, cfg.base_url, cfg.vllm), prompt, cfg.generation, card)
 
         def step(part: list[Pair], on_calls) -> list[dict]:
             judgements = judge.judge(part, cfg.both_orders, on_call=on_calls, slots=[slots[p.id] for p in part])

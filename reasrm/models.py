@@ -192,13 +192,16 @@ def load_tokenizer(name_or_path: str | None):
 
 
 def load_model(name_or_path: str | None, device: str | None = None, dtype: torch.dtype | None = None, **kwargs):
-    """A causal LM in eval mode on ``device`` with the dtype and attention chosen from the hardware. A
+    """A causal LM in eval mode on ``device`` (default: this process's, ``cuda:<local rank>`` under a launcher)
+    with the dtype and attention chosen from the hardware. A
     folder holding a LoRA adapter (``adapter_config.json``, as ``reasrm distill lora.merge=false`` saves)
     is loaded onto its base model and merged. ``kwargs`` go to ``from_pretrained`` (a
     ``quantization_config`` for QLoRA places the model itself)."""
     from transformers import AutoModelForCausalLM
 
-    device = device or pick_device()
+    from reasrm import processes
+
+    device = device or processes.device()
     if device == "cpu":
         keep_freed_memory()
     no_hub_kernels()
@@ -221,7 +224,11 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, where).merge_and_unload()
-    return (model if "device_map" in kwargs else model.to(device)).eval()
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    # Placed already: by a device map, or by DeepSpeed ZeRO-3 (each rank holds its shard on its device).
+    placed = "device_map" in kwargs or is_deepspeed_zero3_enabled()
+    return (model if placed else model.to(device)).eval()
 
 
 ADAPTER_FILE = "adapter_config.json"

@@ -22,18 +22,23 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
-from tqdm.auto import tqdm
 
+from reasrm import processes
 from reasrm.config import Problem, save_config, to_yaml
 from reasrm.errors import ReasrmConfigError, ReasrmError
 from reasrm.verdict import winner
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------------
 # The output policy
@@ -84,7 +89,9 @@ def _check_parents(output: Path) -> None:
 
 def discard_output(output: str | Path, saved: Path) -> None:
     """Remove what a run that failed before its first result created: the empty output, the config saved
-    for it and its lock (a failed run leaves no files behind)."""
+    for it and its lock (a failed run leaves no files behind). The main process's job under a launcher."""
+    if not processes.is_main():
+        return
     output = Path(output)
     if output.is_file() and output.stat().st_size == 0:
         output.unlink()
@@ -133,8 +140,13 @@ def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, .
 def prepare_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
                    overwrite: bool = False) -> Path:  # fmt: skip
     """Claim ``output`` for a run of ``cfg`` as :func:`check_output` allows: a previous run is kept (resume)
-    or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path."""
-    output = Path(output)
+    or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path.
+    Under a launcher the main process alone claims it (the lock is the run's, not a rank's); the others
+    wait for it and raise its error if it refuses."""
+    return processes.on_main(lambda: _claim(Path(output), saved, cfg, result_keys, resume, overwrite))
+
+
+def _claim(output: Path, saved: Path, cfg, result_keys: tuple[str, ...], resume: bool, overwrite: bool) -> Path:
     lock_output(output)
     state = check_output(output, saved, cfg, result_keys, resume, overwrite)
     if state == "replace" and output.is_file():
@@ -167,52 +179,117 @@ class ResumableJsonl:
 
     ``resume=True`` keeps the lines already there (a last line cut off mid-write is removed) and exposes
     their keys in ``done``; otherwise the file starts empty. Whether an existing output may be continued
-    or replaced is :func:`prepare_output`'s decision, made before.
+    or replaced is :func:`prepare_output`'s decision, made before. Under a launcher only the main process
+    touches the file: every rank gets its records (read once and broadcast), and every rank calls
+    :meth:`write` with the same records, which the main process alone appends.
     """
 
     def __init__(self, path: str | Path, key: str = "id", resume: bool = False):
         self.path = Path(path)
         self.key = key
-        self.records: list[dict] = []
+        self.records: list[dict] = processes.on_main(lambda: self._open(resume))
+        self.done = {r[key] for r in self.records}
+        self._handle = self.path.open("a", encoding="utf-8") if processes.is_main() else None
+
+    def _open(self, resume: bool) -> list[dict]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.path.is_file():
-            self.records = self._read_complete_lines()
-        else:
-            self.path.write_text("")
-        self.done = {r[key] for r in self.records}
-        self._handle = self.path.open("a", encoding="utf-8")
-
-    def _read_complete_lines(self) -> list[dict]:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # the previous run stopped mid-line: drop the partial line
-            with self.path.open("r+b") as handle:
-                handle.truncate(end)
-        records = []
-        for number, line in enumerate(data[:end].decode("utf-8").splitlines(), start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ReasrmError(f"{self.path}:{number}: cannot resume: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or self.key not in record:
-                raise ReasrmError(f"{self.path}:{number}: cannot resume: the line has no {self.key!r}")
-            records.append(record)
-        return records
+            return read_jsonl_prefix(self.path, self.key)
+        self.path.write_text("")
+        return []
 
     def write(self, record: dict) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
+        if self._handle is not None:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
         self.records.append(record)
         self.done.add(record[self.key])
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> ResumableJsonl:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_jsonl_prefix(path: Path, key: str) -> list[dict]:
+    """The complete lines of a JSONL file a killed run was appending to: a last line cut off mid-write is
+    removed from the file; any other bad line is an error naming it."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # the previous run stopped mid-line: drop the partial line
+        with path.open("r+b") as handle:
+            handle.truncate(end)
+        log.warning("%s: dropped a last line cut off mid-write (%d bytes)", path, len(data) - end)
+    records = []
+    for number, line in enumerate(data[:end].decode("utf-8", errors="replace").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ReasrmError(f"{path}:{number}: cannot resume: invalid JSON ({e.msg})") from None
+        if not isinstance(record, dict) or key not in record:
+            raise ReasrmError(f"{path}:{number}: cannot resume: the line has no {key!r}")
+        records.append(record)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------------
+
+_QUIET = False
+LOG_EVERY = 30.0  # seconds between progress lines in a non-interactive log
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: no progress bars or progress lines."""
+    global _QUIET
+    _QUIET = quiet
+
+
+class Progress:
+    """Progress of long work (calls done / total, rate): a tqdm bar on a terminal, a log line every
+    :data:`LOG_EVERY` seconds and at the end otherwise; nothing under ``--quiet`` or on the other ranks."""
+
+    def __init__(self, total: int, desc: str, unit: str = "call"):
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self._show = not _QUIET and processes.is_main() and total > 0
+        self._bar = None
+        if self._show and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit)
+        self._started = self._logged = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        n = min(n, self.total - self.done)
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self._show and time.monotonic() - self._logged >= LOG_EVERY:
+            self._line()
+
+    def set(self, done: int) -> None:
+        """Move to ``done`` (the count gathered from every rank)."""
+        self.update(done - self.done)
+
+    def _line(self) -> None:
+        self._logged = time.monotonic()
+        rate = self.done / max(self._logged - self._started, 1e-9)
+        log.info("%s: %d/%d %ss (%.2f %s/s)", self.desc, self.done, self.total, self.unit, rate, self.unit)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._show and exc[0] is None and self.done and time.monotonic() - self._started >= LOG_EVERY:
+            self._line()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -229,12 +306,18 @@ def judge_in_chunks(pending: list, step: Step, out: ResumableJsonl, batch_size: 
                     desc: str = "judging") -> None:  # fmt: skip
     """Send ``pending`` items (those not in ``out`` yet) to ``step`` a chunk at a time, appending every
     record it returns to ``out`` as the chunk lands. ``step(items, on_calls)`` reports finished judge
-    calls to ``on_calls(n)`` (the progress bar counts calls)."""
-    chunk = batch_size * BATCHES_PER_CHUNK
-    with tqdm(total=len(pending) * calls_per_item, unit="call", desc=desc, disable=None) as bar:
+    calls to ``on_calls(n)`` (the progress bar counts calls). Under a launcher every rank calls this with
+    the same items: each judges its share of every chunk, and the records are gathered in the items'
+    order before they are written (by the main process), so the file reads as one process would write it."""
+    world = processes.world_size()
+    chunk = batch_size * BATCHES_PER_CHUNK * world
+    with Progress(len(pending) * calls_per_item, desc) as bar:
         for start in range(0, len(pending), chunk):
-            for record in step(pending[start : start + chunk], bar.update):
+            part = pending[start : start + chunk]
+            mine = list(step(processes.share(part), lambda n: bar.update(n * world)))
+            for record in processes.gather(mine):
                 out.write(record)
+            bar.set((start + len(part)) * calls_per_item)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -279,7 +362,7 @@ def summarize(pairs: list[list[dict]]) -> dict:
             both_valid
         )
     if both and all(c["chosen_slot"] is not None for g in both for c in g):
-        out["both_right"] = sum(all(_right(c) for c in g) for g in both) / len(both)
+        out["both_right"] = sum(right_in_both(g) for g in both) / len(both)
         choices = [c["verdict"]["choice"] for g in both for c in g]
         out["both_right_chance"] = choices.count("A") * choices.count("B") / len(choices) ** 2
     return out
@@ -287,6 +370,11 @@ def summarize(pairs: list[list[dict]]) -> dict:
 
 def _right(call: dict) -> bool:
     return winner(call["verdict"]["choice"], call["chosen_slot"]) == "chosen"
+
+
+def right_in_both(group: list[dict]) -> bool:
+    """Whether every call of a pair (its two slot orders) named the chosen response."""
+    return all(_right(c) for c in group)
 
 
 def summary_lines(stats: dict) -> list[str]:

@@ -23,7 +23,8 @@ def test_every_shipped_config_validates():
     assert len(recipes) >= 7
     required = {"local": ["path=pairs.jsonl"]}  # recipes whose parameters have no default
     for path in stages + recipes:
-        assert load(str(path), required.get(path.stem, [])).stage in ("distill", "rl", "judge", "policy", "recipe")
+        cfg = load(str(path), required.get(path.stem, []), machine=False)
+        assert cfg.stage in ("distill", "rl", "judge", "policy", "recipe")
 
 
 def _problems(text: str, tmp_path, overrides=()) -> list[str]:

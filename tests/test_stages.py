@@ -272,10 +272,10 @@ def test_qlora_and_packing_are_refused_clearly_where_they_cannot_run(tiny_model,
     assert "lora.merge: must be false with QLoRA" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main([*args, "lora.r=8", "lora.merge=false"]) == 2
-        assert "lora.quantization=4bit (QLoRA) needs a CUDA GPU" in capsys.readouterr().err
+        assert "lora.quantization: 4bit (QLoRA) needs a CUDA GPU" in capsys.readouterr().err
     elif importlib.util.find_spec("bitsandbytes") is None:  # a GPU without it: refused before loading
         assert main([*args, "lora.r=8", "lora.merge=false"]) == 2
-        assert "lora.quantization=4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes" in capsys.readouterr().err
+        assert "lora.quantization: 4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes" in capsys.readouterr().err
     if importlib.util.find_spec("flash_attn") is None or not torch.cuda.is_available():
         assert main([*args[:-1], "packing=true"]) == 2  # padded batches here: packing needs flash-attn
         assert "'packing': padding-free packed batches need flash-attn" in capsys.readouterr().err
@@ -370,7 +370,7 @@ def test_sft_loss_covers_exactly_the_assistant_reply(tiny_model, tmp_path, templ
     header into the target)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reasrm.training.distill import sft_examples, sft_trainer
+    from reasrm.training.distill import sft_args, sft_examples, sft_trainer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     end = "<|im_end|>"
@@ -380,7 +380,9 @@ def test_sft_loss_covers_exactly_the_assistant_reply(tiny_model, tmp_path, templ
     messages = [{"role": "system", "content": "Judge."}, {"role": "user", "content": "Which is larger, 83 or 47?"}]
     examples = sft_examples([{"kept": True, "messages": messages, "chains": [chain]}])
     cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
-    trainer = sft_trainer(cfg, AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer, examples, tmp_path)
+    trainer = sft_trainer(
+        cfg, sft_args(cfg, tmp_path), AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer, examples, []
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     trained = [i for i, label in zip(ids, labels, strict=True) if label != -100]
@@ -403,7 +405,7 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
     from reasrm.models import load_model
     from reasrm.prompts import JudgePrompt
     from reasrm.training.common import training_jobs
-    from reasrm.training.distill import sft_examples, sft_trainer
+    from reasrm.training.distill import sft_args, sft_examples, sft_trainer
     from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, _loss_free_prefix
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -414,7 +416,7 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
                for (pair, slot), chain in zip(training_jobs("demo", {"n": 40}, 3, 0), chains, strict=True)]  # fmt: skip
     cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
     model = load_model(str(tiny_model), dtype=torch.float32)
-    trainer = sft_trainer(cfg, model.train(), tokenizer, sft_examples(records), tmp_path)
+    trainer = sft_trainer(cfg, sft_args(cfg, tmp_path), model.train(), tokenizer, sft_examples(records), [])
     assert isinstance(trainer, SharedPrefixSFTTrainer)
     trainer.accelerator.autocast_handler = AutocastKwargs(enabled=False)  # exact fp32 on every host (AMX: bf16)
     batch = trainer.data_collator([trainer.train_dataset[k] for k in range(3)])

@@ -21,7 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasrm.backends import BACKENDS, GenerationConfig, check_backend
+from reasrm import processes
+from reasrm.backends import BACKENDS, GenerationConfig, backend_machine_problems, check_backend
+from reasrm.backends.vllm import VLLMSettings
 from reasrm.config import Problem, option
 from reasrm.data.build import collect, load_built, load_recipe
 from reasrm.data.pairs import Pair, Slot, assign_slots
@@ -71,9 +73,14 @@ class EvalConfig:
     resume: bool = option("Continue from samples.jsonl without redoing finished calls.", False)
     overwrite: bool = option("Replace an existing evaluation in the output folder.", False)
     generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
+    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
+                                factory=VLLMSettings)  # fmt: skip
+
+    def machine_check(self) -> list[Problem]:
+        return backend_machine_problems(self.backend, vllm=self.vllm)
 
     def check(self) -> list[Problem]:
-        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url)
+        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
         if self.benchmark not in BENCHMARKS:
             problems.append(("benchmark", f"must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}"))
         if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
@@ -148,8 +155,9 @@ def run(cfg: EvalConfig) -> dict:
             discard_output(output, saved)  # a run that failed before its first sample leaves no files
         raise
     result = score(cfg, records)
-    (output / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    write_report(output, result)
+    if processes.is_main():
+        (output / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_report(output, result)
     return result
 
 
@@ -159,7 +167,7 @@ def _judge_samples(cfg: EvalConfig, chosen: list, output: Path) -> list[dict]:
         pending = [(p, s) for p, s in chosen if any(_key(p, o) not in samples.done for o in orders)]
         if pending:
             judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation, cfg.rubric,
-                                          base_url=cfg.base_url)  # fmt: skip
+                                          base_url=cfg.base_url, vllm=cfg.vllm)  # fmt: skip
 
             def step(part, on_calls) -> list[dict]:
                 pairs, slots = [p for p, _ in part], [s for _, s in part]

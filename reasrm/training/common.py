@@ -8,12 +8,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasrm import processes
 from reasrm.card import JudgeCard
 from reasrm.config import Problem, digest, option
 from reasrm.data.build import collect, load_recipe
 from reasrm.data.pairs import Pair, Slots, assign_slots
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.models import no_hub_kernels, pick_device, pick_dtype, resolve
+from reasrm.models import EMBEDDED_NAME, no_hub_kernels, pick_device, pick_dtype, resolve
 from reasrm.prompts import JudgePrompt
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,23 @@ class LoraSettings:
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=modules,
                           task_type="CAUSAL_LM")  # fmt: skip
 
+    def machine_problems(self, prefix: str = "lora.") -> list[Problem]:
+        """What this machine lacks for the settings: QLoRA needs a CUDA GPU and bitsandbytes."""
+        if not self.quantization:
+            return []
+        if not cuda_present():
+            return [(f"{prefix}quantization", f"{self.quantization} (QLoRA) needs a CUDA GPU; on this machine use "
+                     "lora.r alone (LoRA on full-precision weights) and quantization=null")]  # fmt: skip
+        if importlib.util.find_spec("bitsandbytes") is None:  # else transformers' ImportError, mid-load
+            return [(f"{prefix}quantization", f"{self.quantization} (QLoRA) needs bitsandbytes: "
+                     "pip install bitsandbytes")]  # fmt: skip
+        return []
+
     def model_kwargs(self) -> dict:
         """What ``load_model`` needs for QLoRA: a bitsandbytes quantization config (CUDA only)."""
         if not self.quantization:
             return {}
         import torch
-
-        if not torch.cuda.is_available():
-            raise ReasrmConfigError(f"lora.quantization={self.quantization} (QLoRA) needs a CUDA GPU; on this "
-                                    "machine use lora.r alone (LoRA on full-precision weights)")  # fmt: skip
-        if importlib.util.find_spec("bitsandbytes") is None:  # else transformers' ImportError, mid-load
-            raise ReasrmConfigError(f"lora.quantization={self.quantization} (QLoRA) needs bitsandbytes: "
-                                    "pip install bitsandbytes")  # fmt: skip
         from transformers import BitsAndBytesConfig
 
         if self.quantization == "8bit":
@@ -99,13 +105,19 @@ def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> li
 
 
 def last_checkpoint(output: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder a trainer left in ``output`` (to resume from), if any."""
-    found = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    """The newest complete ``checkpoint-N`` folder a trainer left in ``output`` (to resume from), if any.
+    The trainer writes ``trainer_state.json`` last (after the weights, the optimizer, the scheduler and the
+    random states of every rank): a newer folder without it was cut off mid-save, and is skipped."""
+    found = sorted((p for p in output.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
+                   key=lambda p: int(p.name.rsplit("-", 1)[1]))  # fmt: skip
+    while found and not (found[-1] / "trainer_state.json").is_file():
+        log.warning("%s was cut off while it was saved (no trainer_state.json): not resuming from it", found.pop())
     return str(found[-1]) if found else None
 
 
 def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model: str | None, cfg,
-               inherited: JudgeCard | None = None, lora: dict | None = None) -> JudgeCard:  # fmt: skip
+               inherited: JudgeCard | None = None, lora: dict | None = None,
+               launch: dict | None = None) -> JudgeCard:  # fmt: skip
     """The judge card of a trained checkpoint: its prompt format, its rubric pack (the forced one, else the
     one every training pair used, else the inherited card's) and every pack it saw, with versions."""
     packs = {**((inherited.rubric_packs or {}) if inherited else {}), **prompt.packs(pairs)}
@@ -117,10 +129,11 @@ def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model:
         rubric_pack=default,
         rubric_version=packs.get(default) if default else None,
         rubric_packs=packs or None,
-        base_model=base_model or "embedded:SmolLM2-135M-Instruct",
+        base_model=base_model or f"embedded:{EMBEDDED_NAME}",
         data_recipe=cfg.recipe,
         config_digest=digest(cfg),
         lora=lora,
+        launch=launch,
     )
     card.save(folder)
     return card
@@ -147,3 +160,70 @@ def trainable(model: str | None, key: str = "model") -> str:
     if gguf is not None:
         raise ReasrmConfigError(f"'{key}': training needs an HF model folder or hub id, not a .gguf file")
     return where
+
+
+# ---------------------------------------------------------------------------------------------------
+# The launch: processes, strategy, global batch
+# ---------------------------------------------------------------------------------------------------
+
+TESTED_WITH_SHARED_PREFIX = ("single", "ddp")  # the strategies its tests run under (tests/test_processes.py)
+
+
+def cuda_present() -> bool:
+    import torch  # only configs that ask about a GPU pay for the import
+
+    return torch.cuda.is_available()
+
+
+def launch_problems(cfg, validates: bool, samples: bool = False) -> list[Problem]:
+    """What the launch this process belongs to cannot run of ``cfg`` (``reasrm validate`` under the same
+    launcher reports them too): a process count other than the config's ``launch_processes``; FSDP on a
+    CPU (accelerate then runs each process alone, without a word); the shared-prefix loss under a sharding
+    strategy it was not tested with; held-out validation (``validates``) or sampling before training
+    (``samples``: the preflight and the difficulty filter) under FSDP, where every rank would have to
+    decode in lockstep."""
+    problems = []
+    size, how = processes.world_size(), processes.strategy()
+    if cfg.launch_processes is not None and cfg.launch_processes != size:
+        problems.append(
+            (
+                "launch_processes",
+                f"this config's batch is set for {cfg.launch_processes} processes, but "
+                f"this launch has {size}: launch {cfg.launch_processes} (accelerate launch --num_processes "
+                f"{cfg.launch_processes}), or set launch_processes={size} and check the batch sizes",
+            )
+        )
+    if how == "fsdp" and not cuda_present():
+        problems.append(
+            (
+                "launch",
+                "FSDP needs CUDA GPUs: on a CPU accelerate runs each process alone. Launch with "
+                "stages/accelerate/cpu-ddp.yaml or cpu-zero3.yaml instead",
+            )
+        )
+    if cfg.shared_prefix and how not in TESTED_WITH_SHARED_PREFIX:
+        problems.append(
+            (
+                "shared_prefix",
+                f"is tested with one process and DDP, not under {processes.STRATEGY_NAMES[how]} "
+                "(its sharded weights need the same forward calls on every rank): set shared_prefix=false",
+            )
+        )
+    if how == "fsdp" and validates:
+        problems.append(
+            (
+                "validation_pairs",
+                "held-out validation is not supported under FSDP (each rank decodes "
+                "its own pairs; FSDP needs every rank in every forward): set validation_pairs=0, or "
+                "launch with DeepSpeed ZeRO-3, which gathers the weights for it",
+            )
+        )
+    if how == "fsdp" and samples:
+        problems.append(
+            (
+                "preflight",
+                "sampling before training (preflight, filter_pass_rate) is not supported "
+                "under FSDP: set preflight=false and filter_pass_rate=null, or launch with DeepSpeed",
+            )
+        )
+    return problems

@@ -11,27 +11,42 @@
 3. SFT on prompt-completion examples: the judge conversation as the prompt, the chain as the completion
    (the loss covers the completion only).
 4. ``output/final``: the model, its tokenizer and the judge card (prompt format, rubric pack and version,
-   base model, recipe, config digest), loadable with ``Judge.from_pretrained``.
-5. ``eval.json``: the student before SFT and the judge after, on ``validation_pairs`` held-out pairs in both
-   orders (:mod:`reasrm.training.validation`, the same measurement as stage two's), and the table in the log.
+   base model, recipe, config digest, launch and global batch), loadable with ``Judge.from_pretrained``.
+5. ``validation.jsonl`` and ``eval.json``: the student before SFT and the judge after, on
+   ``validation_pairs`` held-out pairs in both orders (:mod:`reasrm.training.validation`, the same
+   measurement as stage two's), and the table in the log.
+
+Under ``accelerate launch`` / ``torchrun`` (``stages/accelerate/``) every rank trains on its share of each
+batch, judges its share of the teacher's pairs and of the held-out pairs; the main process alone claims
+the output and writes every file (:mod:`reasrm.processes`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasrm import processes
 from reasrm.config import Problem, option
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
 from reasrm.models import load_model, load_tokenizer, pick_attention, pick_device
 from reasrm.prompts import JudgePrompt
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
-from reasrm.training.common import LoraSettings, last_checkpoint, trainable, trainer_args, training_jobs, write_card
+from reasrm.training.common import (
+    LoraSettings,
+    last_checkpoint,
+    launch_problems,
+    trainable,
+    trainer_args,
+    training_jobs,
+    write_card,
+)
 from reasrm.training.teacher import TeacherConfig, generate_chains
-from reasrm.training.validation import heldout_jobs, table_lines, validate
+from reasrm.training.validation import heldout_jobs, table_lines
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +84,18 @@ class DistillConfig:
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
     validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100)
     validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128)
+    launch_processes: int | None = option("The process count (GPUs) the batch sizes were set for; a launch with "
+                                          "another count is refused (null: any).", None)  # fmt: skip
+
+    @property
+    def launch(self) -> dict:
+        """Processes, strategy and global batch (examples per optimizer step) of this process's launch."""
+        return processes.describe_launch("examples", self.per_device_train_batch_size, self.gradient_accumulation_steps)
+
+    def machine_check(self) -> list[Problem]:
+        """What this machine and launch cannot run of the config (``reasrm validate`` reports it too)."""
+        problems = self.teacher.machine_check() + self.lora.machine_problems()
+        return problems + launch_problems(self, validates=self.validation_pairs > 0)
 
     def check(self) -> list[Problem]:
         problems = self.teacher.check() + self.lora.check()
@@ -102,16 +129,12 @@ def sft_examples(records: list[dict]) -> list[dict]:
             for r in records for chain in r["chains"]]  # fmt: skip
 
 
-def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], output: Path):
-    """TRL's SFTTrainer on prompt-completion examples: the loss covers the assistant reply only (the chain
-    and its end-of-turn token; not the system and user turns, nor the assistant header), for any chat
-    template, with or without generation markers (tests/test_stages.py checks it token by token)."""
-    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
-    from trl import SFTConfig, SFTTrainer
+def sft_args(cfg: DistillConfig, output: Path):
+    """TRL's SFTConfig for the stage. Made before the model is loaded: under DeepSpeed ZeRO-3 it is what
+    makes ``from_pretrained`` load each rank's shard only."""
+    from trl import SFTConfig  # trl takes seconds to import: only a run pays for it
 
-    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer
-
-    args = SFTConfig(
+    return SFTConfig(
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_train_epochs,
         learning_rate=cfg.learning_rate,
@@ -123,9 +146,20 @@ def sft_trainer(cfg: DistillConfig, model, tokenizer, examples: list[dict], outp
         packing=cfg.packing,  # best-fit packing without padding: attention must respect sequence boundaries
         **trainer_args(output, cfg),
     )
+
+
+def sft_trainer(cfg: DistillConfig, args, model, tokenizer, examples: list[dict], callbacks: list):
+    """TRL's SFTTrainer on prompt-completion examples: the loss covers the assistant reply only (the chain
+    and its end-of-turn token; not the system and user turns, nor the assistant header), for any chat
+    template, with or without generation markers (tests/test_stages.py checks it token by token)."""
+    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
+    from trl import SFTTrainer
+
+    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer
+
     trainer = SharedPrefixSFTTrainer if cfg.shared_prefix else SFTTrainer
     return trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
-                      peft_config=cfg.lora.peft_config())  # fmt: skip
+                   peft_config=cfg.lora.peft_config(), callbacks=callbacks or None)  # fmt: skip
 
 
 ADAPTER_NOTE = """# A LoRA adapter, not a whole model
@@ -142,28 +176,34 @@ the embedded default, pass the base yourself: `PeftModel.from_pretrained(base, "
 """
 
 
-def save_judge(trainer, lora: LoraSettings, final: Path):
-    """Save the trained judge in ``final``: the whole model; with LoRA, the merged weights
-    (``lora.merge``) or the adapter and a note on loading it. Returns the model to judge with."""
-    if not lora.r:
-        trainer.save_model(str(final))
-        return trainer.model
-    if lora.merge:
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(final)
-        return merged
-    trainer.save_model(str(final))  # the adapter alone (adapter_config.json, adapter_model.safetensors)
-    (final / "README.md").write_text(ADAPTER_NOTE.format(folder=final), encoding="utf-8")
-    return trainer.model
+def save_judge(trainer, lora: LoraSettings, final: Path) -> None:
+    """Save the trained judge in ``final`` (every rank calls it: the trainer gathers sharded weights and its
+    main process writes): the whole model; with LoRA, the adapter alone with a note on loading it, or
+    (``lora.merge``) merged weights, made by the main process from the saved adapter and its base."""
+    trainer.save_model(str(final))
+    if not lora.r or not processes.is_main():
+        return
+    if not lora.merge:
+        (final / "README.md").write_text(ADAPTER_NOTE.format(folder=final), encoding="utf-8")
+        return
+    dtype = next(trainer.model.parameters()).dtype
+    merged = load_model(str(final), device="cpu", dtype=dtype)  # the base model, the adapter merged into it
+    adapter = final.with_name(f".{final.name}-adapter")
+    final.rename(adapter)
+    merged.save_pretrained(final)
+    shutil.rmtree(adapter)
 
 
 def run(cfg: DistillConfig) -> Path:
     """Chains, then SFT; returns ``output/final`` (a judge checkpoint with its card)."""
+    from reasrm.training.callbacks import HeldOutValidation
+
     where = trainable(cfg.model)
     if cfg.packing and pick_attention(pick_device()) != "flash_attention_2":
         raise ReasrmConfigError("'packing': padding-free packed batches need flash-attn (a CUDA GPU with the "
                                 "flash-attn extra); here batches are padded: set packing=false")  # fmt: skip
     prompt, jobs, output = prepare(cfg)
+    log.info("distill: %s", processes.launch_line(cfg.launch))
     records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
     examples = sft_examples(records)
     if not examples:
@@ -172,22 +212,31 @@ def run(cfg: DistillConfig) -> Path:
              sum(r["kept"] for r in records), len(records), where)  # fmt: skip
 
     tokenizer = load_tokenizer(cfg.model)
+    args = sft_args(cfg, output)
     model = load_model(cfg.model, **cfg.lora.model_kwargs())
     heldout = []
     if cfg.validation_pairs:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
+    validation = None
     if heldout:
-        measured = {"before": validate(model, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)}
-    trainer = sft_trainer(cfg, model.train(), tokenizer, examples, output)
-    trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
+        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
+                                       cfg.validation_max_new_tokens, eval_steps=0)  # fmt: skip
+    trainer = sft_trainer(cfg, args, model.train(), tokenizer, examples, [validation] if validation else [])
+    if validation:
+        validation.trainer = trainer
+    resume = processes.on_main(lambda: last_checkpoint(output)) if cfg.resume else None
+    trainer.train(resume_from_checkpoint=resume)
     final = output / "final"
-    judge = save_judge(trainer, cfg.lora, final)
-    tokenizer.save_pretrained(final)
-    card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg, lora=cfg.lora.describe())
-    log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
-    if heldout:
-        measured["after"] = validate(judge, tokenizer, prompt, heldout, cfg.validation_max_new_tokens)
+    save_judge(trainer, cfg.lora, final)
+    if processes.is_main():
+        tokenizer.save_pretrained(final)
+        card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg, lora=cfg.lora.describe(),
+                          launch=cfg.launch)  # fmt: skip
+        log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
+    if validation and processes.is_main():
+        measured = {"before": validation.records[0], "after": validation.records[-1]}
         (output / "eval.json").write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
         rows = [("base model", measured["before"]), ("after distill", measured["after"])]
         log.info("held-out validation, %d pairs in both orders:\n%s", len(heldout), "\n".join(table_lines(rows)))
+    processes.barrier()
     return final

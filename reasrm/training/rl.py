@@ -20,11 +20,16 @@
    one-screen table that also shows the base model and the distilled judge when the starting checkpoint's
    stage wrote ``eval.json`` on the same pairs.
 
+Under ``accelerate launch`` / ``torchrun`` (``stages/accelerate/``) TRL splits each generation batch across
+the ranks (both orders of a pair stay on one rank); every rank takes its share of the preflight sample,
+the difficulty filter and the held-out pairs, and the main process alone writes (:mod:`reasrm.processes`).
+The batch settings are per process: the global batch is printed at the start and recorded in the card.
+
 Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 2e-5 warmed up over the first
 quarter of the steps, beta 0.1 (the KL to the starting judge holds its slot balance: a group whose
 completions all name one slot has no advantage, and without the KL nothing pulls a judge drifting to one
 slot back; README, Stage two), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
-completions per prompt at temperature 1.0. ``stages/rl-rm-r1.yaml`` holds RM-R1's own settings for 7B+
+completions per prompt at temperature 1.0. ``stages/presets/rm-r1/*/rl.yaml`` hold RM-R1's own settings for 7B-32B
 judges on GPUs (``grpo`` loss, beta 0.001, lr 1e-6, 7 generations, 8192 completion tokens).
 """
 
@@ -36,13 +41,22 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasrm import processes
+from reasrm.backends.vllm import VLLMSettings
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
 from reasrm.errors import ReasrmConfigError
 from reasrm.models import load_model, load_tokenizer
 from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
-from reasrm.training.common import last_checkpoint, trainable, trainer_args, training_jobs, write_card
+from reasrm.training.common import (
+    last_checkpoint,
+    launch_problems,
+    trainable,
+    trainer_args,
+    training_jobs,
+    write_card,
+)
 from reasrm.training.rewards import REWARDS
 from reasrm.training.validation import heldout_jobs, jobs_digest, table_lines
 from reasrm.verdict import parse_verdict, winner
@@ -50,12 +64,13 @@ from reasrm.verdict import parse_verdict, winner
 log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
+               "updates_per_generation",
                "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
                "warmup_steps", "lr_scheduler_type", "loss_type", "scale_rewards", "max_completion_length",
                "filter_pass_rate", "filter_samples", "validation_pairs")  # fmt: skip
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
-ROLLOUTS = ("hf", "trl")
+ROLLOUTS = ("trl", "vllm")
 LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
 
 
@@ -85,6 +100,12 @@ class RLConfig:
     )
     gradient_accumulation_steps: int = option(
         "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 1
+    )
+    updates_per_generation: int = option(
+        "Optimizer steps taken on each generation batch, one after another on its parts (verl's rollout batch / "
+        "PPO mini-batch; RM-R1: 1024 / 128 prompts = 8). TRL's steps_per_generation is this x "
+        "gradient_accumulation_steps.",
+        1,
     )
     max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)
@@ -124,19 +145,35 @@ class RLConfig:
     validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
     eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 4)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
-    rollouts: str = option("Who generates the rollouts: trl (TRL's generate) or hf (reasrm's backend through "
-                           "TRL's rollout_func: each prompt prefilled once for its group, finished rows leave the "
-                           "batch).", "trl")  # fmt: skip
+    rollouts: str = option("Who generates the rollouts: trl (TRL's own generate, on the training weights) or vllm "
+                           "(TRL's vLLM integration; CUDA GPUs and the `vllm` extra; settings in `vllm`).",
+                           "trl")  # fmt: skip
+    vllm: VLLMSettings = option("vLLM for rollouts=vllm: colocate in each training process, or a `trl vllm-serve` "
+                                "server on GPUs of its own.", factory=VLLMSettings)  # fmt: skip
     shared_prefix: bool = option("In the loss, run each group's prompt once and its completions on its KV cache "
                                  "(TRL's log-probs and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
                                  True)  # fmt: skip
-    use_vllm: bool = option("Generate rollouts with vLLM (GPU, the `vllm` extra); overrides rollouts.", False)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
+    launch_processes: int | None = option("The process count (GPUs) the batch sizes were set for; a launch with "
+                                          "another count is refused (null: any).", None)  # fmt: skip
 
     @property
     def completions_per_step(self) -> int:
-        """TRL's generation batch: every prompt's group is generated together, then split for the loss."""
+        """TRL's generation batch per process: every prompt's group is generated together, then split for the
+        loss."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def launch(self) -> dict:
+        """Processes, strategy and global batch (completions, prompts and pairs per optimizer step)."""
+        per_pair = self.num_generations * (2 if self.both_orders else 1)
+        return processes.describe_launch(
+            "completions",
+            self.per_device_train_batch_size,
+            self.gradient_accumulation_steps,
+            prompts=self.num_generations,
+            pairs=per_pair,
+        )
 
     def check(self) -> list[Problem]:
         problems = []
@@ -152,7 +189,7 @@ class RLConfig:
         for key in ("limit",):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "updates_per_generation"):
             if getattr(self, key) < 1:
                 problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
         for key in ("validation_pairs", "eval_steps", "preflight_pairs"):
@@ -165,6 +202,8 @@ class RLConfig:
             problems.append(("filter_pass_rate", f"must be [low, high] with 0 <= low <= high <= 1, got {band}"))
         if self.rollouts not in ROLLOUTS:
             problems.append(("rollouts", f"must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}"))
+        elif self.rollouts == "vllm":
+            problems += self.vllm.check("vllm.")
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
         if not (0 <= self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps) > 0):
@@ -184,6 +223,12 @@ class RLConfig:
                              f"rewards ({', '.join(self.rewards)})"))  # fmt: skip
         return problems + output_problems(self)
 
+    def machine_check(self) -> list[Problem]:
+        """What this machine and launch cannot run of the config (``reasrm validate`` reports it too)."""
+        problems = self.vllm.machine_problems("vllm.", processes.world_size()) if self.rollouts == "vllm" else []
+        samples = self.preflight or self.filter_pass_rate is not None
+        return problems + launch_problems(self, validates=self.validation_pairs > 0, samples=samples)
+
 
 def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dict]:
     """GRPO examples in training order: the pairs shuffled with ``seed``; each as its judge conversation
@@ -202,18 +247,29 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
     return rows
 
 
+def judged(model, tokenizer, prompt, jobs, settings, both_orders: bool = False) -> list:
+    """``Judge.judge`` of the pairs of ``jobs`` in their slots with ``model`` (whole weights on each rank:
+    ``processes.full_weights``); every rank judges its share and gets every judgement, in order."""
+    from reasrm.backends.hf import HFBackend
+    from reasrm.judge import Judge
+
+    mine = processes.share(jobs)
+    judge = Judge(HFBackend(model, tokenizer), prompt, settings)
+    with processes.full_weights(model):
+        out = judge.judge([p for p, _ in mine], both_orders=both_orders, slots=[s.chosen_slot for _, s in mine])
+    return processes.gather(out if mine else [])
+
+
 def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
     twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
     valid verdict ends is longer than ``max_completion_length``; warn when every verdict names one slot."""
     from reasrm.backends import GenerationConfig
-    from reasrm.backends.hf import HFBackend
-    from reasrm.judge import Judge
 
     sample = random.Random(cfg.seed).sample(jobs, min(cfg.preflight_pairs, len(jobs)))
     room = 2 * cfg.max_completion_length
-    judge = Judge(HFBackend(model, tokenizer), prompt, GenerationConfig(max_new_tokens=room, batch_size=32))
-    calls = [j.calls[0] for j in judge.judge([p for p, _ in sample], slots=[s.chosen_slot for _, s in sample])]
+    settings = GenerationConfig(max_new_tokens=room, batch_size=32)
+    calls = [j.calls[0] for j in judged(model, tokenizer, prompt, sample, settings)]
     verdicts = [parse_verdict(c.text, mode="strict") for c in calls]
     lengths = [c.completion_tokens for c, v in zip(calls, verdicts, strict=True) if v.ok]
     right = sum(winner(v.choice, c.chosen_slot) == "chosen" for c, v in zip(calls, verdicts, strict=True))
@@ -230,8 +286,8 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     if constant and cfg.both_orders:
         log.warning("preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
                     "ignores the content. Both orders cancel the pull on the slot, and on the whole demo mix such "
-                    "a judge stayed constant through RL (README, bench/learning.py --mix); distill it further, or "
-                    "try both_orders=false", constant)  # fmt: skip
+                    "a judge stayed constant through RL (docs/findings.md); distill it further, or try "
+                    "both_orders=false", constant)  # fmt: skip
     if max(lengths) > cfg.max_completion_length:
         need = -(-max(lengths) * 5 // 4 // 16) * 16
         raise ReasrmConfigError(
@@ -251,19 +307,16 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
     """Keep the pairs whose pass rate over ``filter_samples`` sampled completions per order lies inside
     ``filter_pass_rate``; write the counts to ``filter.json``."""
     from reasrm.backends import GenerationConfig
-    from reasrm.backends.hf import HFBackend
-    from reasrm.judge import Judge
 
     low, high = cfg.filter_pass_rate
     settings = GenerationConfig(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
                                 batch_size=64, seed=cfg.seed)  # fmt: skip
-    judge = Judge(HFBackend(model, tokenizer), prompt, settings)
     k = cfg.filter_samples
-    judged = judge.judge([p for p, _ in jobs for _ in range(k)], both_orders=cfg.both_orders,
-                         slots=[s.chosen_slot for _, s in jobs for _ in range(k)])  # fmt: skip
+    # Sampling is seeded per rank and batch: the same seed and process count give the same filter.
+    judgements = judged(model, tokenizer, prompt, [job for job in jobs for _ in range(k)], settings, cfg.both_orders)
     kept, counts = [], {"too_easy": 0, "too_hard": 0, "kept": 0}
     for n, job in enumerate(jobs):
-        calls = [c for j in judged[n * k : (n + 1) * k] for c in j.calls]
+        calls = [c for j in judgements[n * k : (n + 1) * k] for c in j.calls]
         rate = sum(winner(parse_verdict(c.text, mode="strict").choice, c.chosen_slot) == "chosen" for c in calls)
         rate /= len(calls)
         reason = "too_hard" if rate < low else "too_easy" if rate > high else "kept"
@@ -271,7 +324,8 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
         if reason == "kept":
             kept.append(job)
     report = {"pass_rate": [low, high], "samples_per_order": k, "pairs": len(jobs), **counts}
-    (output / "filter.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if processes.is_main():
+        (output / "filter.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log.info("difficulty filter: kept %d of %d pairs (pass rate in [%g, %g]); %d too easy, %d too hard",
              counts["kept"], len(jobs), low, high, counts["too_easy"], counts["too_hard"])  # fmt: skip
     if not kept:
@@ -292,9 +346,12 @@ def run(cfg: RLConfig) -> Path:
     if cfg.validation_pairs:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
     output = prepare_output(cfg.output, Path(cfg.output) / "rl.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
+    log.info("rl: %s", processes.launch_line(cfg.launch))
+    resume = processes.on_main(lambda: last_checkpoint(output)) if cfg.resume else None
     tokenizer = load_tokenizer(cfg.model)
+    args = grpo_args(cfg, output)
     model = load_model(cfg.model)
-    if cfg.preflight and not (cfg.resume and last_checkpoint(output)):
+    if cfg.preflight and not resume:
         preflight(model, tokenizer, prompt, jobs, cfg)
     if cfg.filter_pass_rate is not None:
         jobs = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
@@ -310,41 +367,39 @@ def run(cfg: RLConfig) -> Path:
         start = start if start and start.get("max_new_tokens") == cfg.max_completion_length else None
         validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
                                        cfg.max_completion_length, cfg.eval_steps, start=start)  # fmt: skip
-    trainer = grpo_trainer(cfg, model, tokenizer, rows, output, [validation] if validation else [])
+    trainer = grpo_trainer(cfg, args, model, tokenizer, rows, [validation] if validation else [])
     if validation:
         validation.trainer = trainer
-    trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
+    trainer.train(resume_from_checkpoint=resume)
     final = output / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(final)
-    base = card.base_model if card else cfg.model
-    new = write_card(final, prompt, [pair for pair, _ in jobs], base, cfg, inherited=card)
-    log.info("trained judge: %s (prompt format %s, rubric pack %s)", final, new.prompt_format, new.rubric_pack)
-    if validation:
-        report(output, trainer.state.log_history, validation.records, cfg.model)
+    trainer.save_model(str(final))  # every rank: the trainer gathers sharded weights, its main process writes
+    if processes.is_main():
+        tokenizer.save_pretrained(final)
+        base = card.base_model if card else cfg.model
+        new = write_card(final, prompt, [pair for pair, _ in jobs], base, cfg, inherited=card, launch=cfg.launch)
+        log.info("trained judge: %s (prompt format %s, rubric pack %s)", final, new.prompt_format, new.rubric_pack)
+        if validation:
+            report(output, trainer.state.log_history, validation.records, cfg.model)
+    processes.barrier()
     return final
 
 
-def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path, callbacks: list):
-    """TRL's GRPOTrainer on the stage's rows, rewards and settings; rollouts from reasrm's hf backend
-    (``rollouts: hf``, TRL's ``rollout_func``), TRL's own generate (``trl``) or vLLM (``use_vllm``)."""
-    import os
+def grpo_args(cfg: RLConfig, output: Path):
+    """TRL's GRPOConfig for the stage. Made before the model is loaded: under DeepSpeed ZeRO-3 it is what
+    makes ``from_pretrained`` load each rank's shard only."""
+    from trl import GRPOConfig  # trl takes seconds to import: only a run pays for it
 
-    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
-    from trl import GRPOConfig, GRPOTrainer
-
-    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
-
-    rollout_func = None
-    if cfg.rollouts == "hf" and not cfg.use_vllm:
-        from reasrm.training.rollouts import HFRollouts
-
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
-        rollout_func = HFRollouts(tokenizer, batch_size=cfg.completions_per_step, seed=cfg.seed)
-    args = GRPOConfig(
+    vllm = {}
+    if cfg.rollouts == "vllm":
+        vllm = {"use_vllm": True, "vllm_mode": cfg.vllm.mode, "vllm_server_base_url": cfg.vllm.server_url,
+                "vllm_tensor_parallel_size": cfg.vllm.tensor_parallel_size}  # fmt: skip
+        if cfg.vllm.gpu_memory_utilization is not None:
+            vllm["vllm_gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
+    return GRPOConfig(
         num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,  # TRL: generates all of a step's at once
+        steps_per_generation=cfg.gradient_accumulation_steps * cfg.updates_per_generation,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         max_steps=cfg.max_steps,
@@ -358,14 +413,24 @@ def grpo_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], output: Path
         reward_weights=cfg.reward_weights,
         shuffle_dataset=False,  # grpo_rows already shuffled whole pairs; keeps both orders in one batch
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
-        use_vllm=cfg.use_vllm,
         log_completions=False,
+        **vllm,
         **trainer_args(output, cfg),
     )
+
+
+def grpo_trainer(cfg: RLConfig, args, model, tokenizer, rows: list[dict], callbacks: list):
+    """TRL's GRPOTrainer on the stage's rows, rewards and settings (``rollouts``: TRL's own generate or
+    its vLLM integration)."""
+    from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
+    from trl import GRPOTrainer
+
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
+
     trainer = SharedPrefixGRPOTrainer if cfg.shared_prefix else GRPOTrainer
     return trainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
-                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks or None,
-                       rollout_func=rollout_func)  # fmt: skip
+                   train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                   callbacks=callbacks or None)  # fmt: skip
 
 
 def report(output: Path, history: list[dict], records: list[dict], model: str | None) -> None:

@@ -42,15 +42,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from reasrm.backends import BACKENDS, Generation, GenerationConfig, check_backend, load_backend
+from reasrm import processes
+from reasrm.backends import (
+    BACKENDS,
+    Generation,
+    GenerationConfig,
+    backend_machine_problems,
+    check_backend,
+    load_backend,
+)
 from reasrm.backends.cache import CachedBackend, CacheStats
+from reasrm.backends.vllm import VLLMSettings
 from reasrm.config import Problem, option
 from reasrm.data.pairs import Pair, Slots, other_slot
 from reasrm.prompts import JudgePrompt, escape
 from reasrm.rubrics import RubricPack, load_pack
-from reasrm.runs import ResumableJsonl, judge_in_chunks
+from reasrm.runs import Progress, ResumableJsonl, judge_in_chunks
 from reasrm.training.rewards import format_score
 from reasrm.verdict import EVAL, FAILED, JUSTIFY, RUBRIC, SOLUTION, TYPE, answer, element, parse_verdict, winner
 
@@ -92,10 +99,15 @@ class TeacherConfig:
     generation: GenerationConfig = option(
         "How the teacher generates.", factory=lambda: GenerationConfig(max_new_tokens=1024)
     )
+    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
+                                factory=VLLMSettings)  # fmt: skip
+
+    def machine_check(self, prefix: str = "teacher.") -> list[Problem]:
+        return backend_machine_problems(self.backend, prefix, self.vllm)
 
     def check(self, prefix: str = "teacher.") -> list[Problem]:
         problems = self.generation.check(f"{prefix}generation.")
-        problems += check_backend(self.backend, self.base_url, prefix, TEACHER_BACKENDS)
+        problems += check_backend(self.backend, self.base_url, prefix, TEACHER_BACKENDS, self.vllm)
         if self.backend == "openai" and not self.model:
             problems.append((f"{prefix}model", "required with the openai backend: the served model's name"))
         if self.samples < 1:
@@ -121,36 +133,48 @@ def generate_chains(
     """One record per pair (see the module docstring), appended to ``path`` as they finish; with ``resume``,
     pairs already there are not redone. Writes ``teacher_report.json`` beside ``path``. Returns all
     records, in the order of ``jobs``. ``backend``: an already loaded model backend to use instead of
-    loading ``cfg.backend`` (a notebook's, say); its replies are cached all the same."""
+    loading ``cfg.backend`` (a notebook's, say); its replies are cached all the same.
+
+    Under a launcher each pair's requests are sent once: every rank takes its share of each chunk of
+    pairs to its own model (its own GPU), or to the server, and the main process writes the gathered
+    records; every rank returns all of them. Splitting the pairs keeps every GPU busy and the ranks
+    meeting after every chunk, well inside the launcher's collective timeout, however long the pass."""
     path = Path(path)
     started = time.perf_counter()
     stats = CacheStats()
     with ResumableJsonl(path, resume=resume) as out:
         pending = [(pair, slots) for pair, slots in jobs if pair.id not in out.done]
-        if pending and cfg.backend == "template":
-            for pair, slots in tqdm(pending, desc="teacher (template)", unit="pair", disable=None):
-                messages = prompt.messages(pair, slots)
-                chain = template_chain(pair, slots, prompt.pack_for(pair))
-                attempt = {"pass": 1, "sample": 0, "status": check_chain(Generation(chain, 0, 0, 0.0), slots, True)}
-                out.write(_record(pair, slots, messages, [attempt], [chain] if attempt["status"] == "ok" else [],
-                                  chain))  # fmt: skip
+        if pending and cfg.backend == "template":  # no model: every rank writes the same chains, quickly
+            with Progress(len(pending), "teacher (template)", unit="pair") as bar:
+                for pair, slots in pending:
+                    out.write(_template_record(pair, slots, prompt))
+                    bar.update(1)
         elif pending:
             kwargs = {"concurrency": cfg.concurrency} if cfg.backend == "openai" else {}
             cache = cfg.cache or path.with_name("teacher_cache.sqlite")
-            backend = CachedBackend(backend or load_backend(cfg.backend, cfg.model, cfg.base_url, **kwargs), cache,
-                                    cfg.backend, cfg.model)  # fmt: skip
-            stats = backend.stats
+            backend = backend or load_backend(cfg.backend, cfg.model, cfg.base_url, cfg.vllm, **kwargs)
+            backend = CachedBackend(backend, cache, cfg.backend, cfg.model)
             try:
                 judge_in_chunks(pending, lambda part, on_calls: _model_passes(part, prompt, cfg, backend, on_calls),
                                 out, cfg.generation.batch_size, desc="teacher")  # fmt: skip
             finally:
                 backend.close()
+            stats = CacheStats(*(sum(getattr(s, k) for s in processes.gather([backend.stats]))
+                                 for k in ("requests", "hits", "retries", "failures")))  # fmt: skip
         by_id = {r["id"]: r for r in out.records}
     records = [by_id[pair.id] for pair, _ in jobs]
-    report = teacher_report(records, [pair for pair, _ in jobs], stats, time.perf_counter() - started, len(pending))
-    path.with_name("teacher_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    log.info("teacher (%s):\n%s", path.with_name("teacher_report.json"), "\n".join(report_lines(report)))
+    if processes.is_main():
+        report = teacher_report(records, [p for p, _ in jobs], stats, time.perf_counter() - started, len(pending))
+        path.with_name("teacher_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        log.info("teacher (%s):\n%s", path.with_name("teacher_report.json"), "\n".join(report_lines(report)))
     return records
+
+
+def _template_record(pair: Pair, slots: Slots, prompt: JudgePrompt) -> dict:
+    messages = prompt.messages(pair, slots)
+    chain = template_chain(pair, slots, prompt.pack_for(pair))
+    attempt = {"pass": 1, "sample": 0, "status": check_chain(Generation(chain, 0, 0, 0.0), slots, True)}
+    return _record(pair, slots, messages, [attempt], [chain] if attempt["status"] == "ok" else [], chain)
 
 
 def _model_passes(part, prompt: JudgePrompt, cfg: TeacherConfig, backend, on_calls) -> list[dict]:

@@ -25,13 +25,12 @@ import logging
 import random
 from collections import defaultdict
 
-from tqdm.auto import tqdm
-
+from reasrm import processes
 from reasrm.backends import GenerationConfig
 from reasrm.data.build import collect, load_recipe
 from reasrm.data.pairs import Pair, Slot, assign_slots
 from reasrm.prompts import JudgePrompt
-from reasrm.runs import summarize
+from reasrm.runs import Progress, right_in_both, summarize
 from reasrm.verdict import parse_verdict
 
 log = logging.getLogger(__name__)
@@ -65,26 +64,42 @@ def jobs_digest(jobs: list[tuple[Pair, Slot]]) -> str:
 
 def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
              batch_size: int = BATCH) -> dict:  # fmt: skip
-    """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc."""
+    """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc.
+    Under a launcher every rank judges its share of the pairs and every rank returns the same figures."""
+    return figures(jobs, judge_heldout(model, tokenizer, prompt, jobs, max_new_tokens, batch_size), max_new_tokens)
+
+
+def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
+                  batch_size: int = BATCH) -> list[list[dict]]:  # fmt: skip
+    """Each pair's two calls (``order``, ``chosen_slot``, ``tokens``, the strict ``verdict``), for every pair
+    of ``jobs`` on every rank: each rank judges its contiguous share, and the shares are gathered. The model
+    must have its whole weights on each rank (``processes.full_weights``)."""
     from reasrm.backends.hf import HFBackend  # torch: only a run pays for it
     from reasrm.judge import Judge
 
+    mine = processes.share(jobs)
     # A fresh backend each time: a cached prefix must not outlive the weights it was computed with.
     judge = Judge(HFBackend(model, tokenizer), prompt,
                   GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size))  # fmt: skip
     was_training = model.training
     model.eval()
+    world = processes.world_size()
     try:
-        with tqdm(total=2 * len(jobs), unit="call", desc="validating", disable=None) as bar:
-            judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s for _, s in jobs],
-                                     on_call=bar.update)  # fmt: skip
+        with Progress(2 * len(jobs), "validating") as bar:
+            judgements = judge.judge([p for p, _ in mine], both_orders=True, slots=[s for _, s in mine],
+                                     on_call=lambda n: bar.update(n * world)) if mine else []  # fmt: skip
     finally:
         model.train(was_training)
     groups = [[{"order": c.order, "chosen_slot": c.chosen_slot, "tokens": c.completion_tokens,
                 "verdict": parse_verdict(c.text, mode="strict").to_dict()} for c in j.calls]
               for j in judgements]  # fmt: skip
+    return processes.gather(groups)
+
+
+def figures(jobs: list[tuple[Pair, Slot]], groups: list[list[dict]], max_new_tokens: int) -> dict:
+    """The module doc's figures of ``groups``, the calls of each pair of ``jobs`` in order."""
     stats = summarize(groups)
-    right = [all(c["verdict"]["choice"] == c["chosen_slot"] for c in g) for g in groups]
+    right = [right_in_both(g) for g in groups]
     for name, key in (("by_domain", lambda p: p.domain), ("by_family", lambda p: (p.meta or {}).get("family"))):
         buckets = defaultdict(list)
         for (pair, _), ok in zip(jobs, right, strict=True):

@@ -47,9 +47,11 @@ data: setup
 judge: setup
 	$(VENV)/bin/reasrm judge stages/judge.yaml --overwrite $(ARGS)
 
-# A small offline evaluation of MODEL (default: the embedded default) on RM-Bench from ../shared.
+# A small offline evaluation of MODEL (default: the embedded default) on RM-Bench: the full data from
+# $(SHARED)/data when it is there, else the few records of each file in tests/data.
+RMBENCH = $(if $(wildcard $(SHARED)/data/rm-bench),$(SHARED)/data/rm-bench,tests/data/rm-bench)
 eval: setup
-	$(VENV)/bin/reasrm eval --benchmark rm-bench --data-dir $(SHARED)/data/rm-bench --limit 4 \
+	$(VENV)/bin/reasrm eval --benchmark rm-bench --data-dir $(RMBENCH) --limit 4 \
 		--max-new-tokens 128 --output runs/eval/rm-bench --overwrite $(if $(MODEL),--model $(MODEL),) $(ARGS)
 
 policy: setup

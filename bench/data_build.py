@@ -1,7 +1,7 @@
 """Data building speed: 100,000 synthetic pairs, and a 13-gram contamination check of 10,000 pairs
-against all of RM-Bench (../shared/data/rm-bench).
+against all of RM-Bench (its data folder: --data-dir).
 
-    python bench/data_build.py [--pairs 100000] [--checked 10000] [--data-dir ../shared/data/rm-bench]
+    python bench/data_build.py [--pairs 100000] [--checked 10000] [--data-dir DATA/rm-bench]
 
 Prints wall times and rates. Target: both well under a minute on the 2-core development machine.
 """

@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from reasrm.config import load_config
 from reasrm.models import load_model, load_tokenizer
 from reasrm.training.distill import DistillConfig, prepare, sft_args, sft_examples, sft_trainer
-from reasrm.training.shared_prefix import _loss_free_prefix
+from reasrm.training.shared_prefix import loss_free_prefix
 from reasrm.training.teacher import generate_chains
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def main() -> None:
                                            load_model(cfg.model).train(), tokenizer, examples, [])  # fmt: skip
         batches = [dict(b) for b in trainers[True].get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-        shared = statistics.median(_loss_free_prefix(b) for b in batches)
+        shared = statistics.median(loss_free_prefix(b) for b in batches)
         plain_model = load_model(cfg.model)
         bf16 = trainers[True].args.bf16
 

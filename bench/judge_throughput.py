@@ -106,7 +106,7 @@ def main() -> None:
     v, t = same(ours)
     print(
         f"(b) reasrm hf backend          {n / t_b:6.3f} pairs/s  ({t_b:6.1f} s)  {t_a / t_b:4.2f}x  "
-        f"identical verdicts {v:.0%}, texts {t:.0%}  (cached prefix {len(backend._prefix)} tokens)"
+        f"identical verdicts {v:.0%}, texts {t:.0%}  (cached prefix {backend.cached_prefix_tokens} tokens)"
     )
     statuses = [parse_verdict(x, "lenient").status for x in ours]
     print(f"verdict statuses of (b): { {s: statuses.count(s) for s in sorted(set(statuses))} }")

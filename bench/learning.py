@@ -6,7 +6,7 @@
     python bench/learning.py --families comparison:2,sorting:1,arithmetic:1 --levels 1,2  # a mix of your own
     python bench/learning.py --rl scale_rewards=none   # any `reasrm rl` override, for both RL runs
     python bench/learning.py --steps 24 --completions 32   # the earlier default: 2 pairs x both orders x 8
-    python bench/learning.py --only ours --rl seed=1  # +28 to +40 on seeds 0-2 in fp32 (README, Performance)
+    python bench/learning.py --only ours --rl seed=1  # +28 to +40 on seeds 0-2 in fp32 (docs/findings.md)
     python bench/learning.py --only ours --rl seed=1 --validate-mix --reuse  # and on the whole mix
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
@@ -182,10 +182,10 @@ def weights(families: str) -> str:
 
 def mix_jobs(pairs: int, n: int = N) -> list:
     """``pairs`` held-out pairs of the whole mix (drawn with seed 0) from a demo recipe of ``n`` pairs."""
+    from reasrm.data.synthetic import whole_mix
     from reasrm.training.validation import heldout_jobs
 
-    params = {"n": n, "families": f"{{{weights(WHOLE_MIX)}}}", "levels": "[1, 2, 3]"}
-    return heldout_jobs("data_recipes/demo.yaml", params, pairs, 0)
+    return heldout_jobs("data_recipes/demo.yaml", whole_mix(n), pairs, 0)
 
 
 def validate_mix(checkpoints: dict[str, str], pairs: int, n: int, max_new_tokens: int) -> dict[str, dict]:

@@ -12,9 +12,8 @@ prompt), the same reward (``verdict``), generations, lengths, learning rate and 
       ``reasrm.training.shared_prefix``), which shrinks the policy column; ``--no-shared-prefix`` turns it off.
 
 Each trains a fresh copy of the model for ``--steps`` steps after one warm-up step. Printed per way: the
-median seconds per step and its split (generation; old/reference log-probs, which TRL skips with beta 0
-and one iteration; the policy's forward and backward), the mean completion length (sampling differs, so
-read the ratios next to it), and the ratio (b)/(a) (target <= 1.10).
+median seconds per step (timed by a trainer callback), the mean completion length (sampling differs, so
+read the ratio next to it), and the ratio (b)/(a) (target <= 1.10).
 """
 
 from __future__ import annotations
@@ -37,44 +36,17 @@ from reasrm.training.rl import RLConfig, grpo_args, grpo_rows, grpo_trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Split(TrainerCallback):
-    """Seconds per optimizer step, split by wrapping the trainer's own methods (instrumentation only)."""
+class StepTimes(TrainerCallback):
+    """Seconds per optimizer step, from the trainer's public callbacks."""
 
-    def __init__(self, trainer):
-        self.steps: list[dict] = []
-        self._now: dict = {}
-        self._scoring = False
-        for name, key in (("_generate", "generation"), ("_prepare_inputs", "prepare"),
-                          ("_get_per_token_logps_and_entropies", "logps"),
-                          ("_generate_and_score_completions", None)):  # fmt: skip
-            setattr(trainer, name, self._timed(getattr(trainer, name), key))
-        trainer.add_callback(self)
-
-    def _timed(self, method, key):
-        def wrapper(*args, **kwargs):
-            if key is None:  # old/reference log-probs are those computed while scoring, not in the loss
-                self._scoring = True
-                try:
-                    return method(*args, **kwargs)
-                finally:
-                    self._scoring = False
-            started = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                if key != "logps" or self._scoring:
-                    self._now[key] = self._now.get(key, 0.0) + time.perf_counter() - started
-
-        return wrapper
+    def __init__(self):
+        self.steps: list[float] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._now, self._started = {}, time.perf_counter()
+        self._started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        total = time.perf_counter() - self._started
-        self.steps.append({"total": total, "generation": self._now.get("generation", 0.0),
-                           "logps": self._now.get("logps", 0.0),
-                           "policy": total - self._now.get("prepare", 0.0)})  # fmt: skip
+        self.steps.append(time.perf_counter() - self._started)
 
 
 def plain_trl(cfg: RLConfig, model, tokenizer, rows, output: Path):
@@ -119,24 +91,22 @@ def main() -> None:
                 trainer = plain_trl(cfg, model, tokenizer, rows, Path(tmp, way))
             else:
                 trainer = grpo_trainer(cfg, grpo_args(cfg, Path(tmp, way)), model, tokenizer, rows, [])
-            split = Split(trainer)
+            times = StepTimes()
+            trainer.add_callback(times)
             trainer.train()
             lengths = [
                 h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
             ]
-            timed = split.steps[1:]
-            results[way] = {k: statistics.median(s[k] for s in timed) for k in timed[0]}
-            results[way]["length"] = statistics.mean(lengths[1:])
+            results[way] = {"total": statistics.median(times.steps[1:]), "length": statistics.mean(lengths[1:])}
 
     names = {"a": "(a) plain TRL GRPOTrainer", "b": "(b) reasrm rl"}
     print(
         f"model {args.model or 'embedded default'}; {args.batch} completions per step ({args.generations} per "
         f"prompt), <= {args.max_completion_length} tokens; median of {args.steps} steps after a warm-up"
     )
-    print(f"  {'':<32} {'s/step':>8} {'generate':>9} {'logps':>7} {'policy':>7} {'tokens':>7}")
+    print(f"  {'':<32} {'s/step':>8} {'tokens':>7}")
     for way, r in results.items():
-        print(f"  {names[way]:<32} {r['total']:8.1f} {r['generation']:9.1f} {r['logps']:7.1f} {r['policy']:7.1f} "
-              f"{r['length']:7.1f}")  # fmt: skip
+        print(f"  {names[way]:<32} {r['total']:8.1f} {r['length']:7.1f}")
     if "a" in results:
         for way, target in (("b", 1.10),):
             if way in results:

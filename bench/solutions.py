@@ -20,16 +20,14 @@ import argparse
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 from reasrm.backends import GenerationConfig
 from reasrm.backends.hf import HFBackend
 from reasrm.card import judge_prompt, read_card
+from reasrm.data.synthetic import whole_mix
 from reasrm.judge import Judge
 from reasrm.models import load_model, load_tokenizer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from learning import mix_jobs
+from reasrm.training.validation import heldout_jobs
 
 TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\w+|[^\w\s]")
 COLUMNS = ("right", "solution right", "solution = slot A", "solution tie", "verdict follows", "A-rate")
@@ -89,13 +87,13 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args()
 
-    jobs = mix_jobs(max(300, args.pairs))[: args.pairs]
+    jobs = heldout_jobs("data_recipes/demo.yaml", whole_mix(), max(300, args.pairs), 0)[: args.pairs]
     for checkpoint in args.checkpoints:
         print(f"judging {len(jobs)} pairs in both orders with {checkpoint}", file=sys.stderr, flush=True)
         generation = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=200)
         judge = Judge(HFBackend(load_model(checkpoint).eval(), load_tokenizer(checkpoint)),
                       judge_prompt(checkpoint, read_card(checkpoint)), generation)  # fmt: skip
-        judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s for _, s in jobs])
+        judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s.chosen_slot for _, s in jobs])
         table = tally(jobs, judgements)
         print(f"\n{checkpoint}: per call, {len(jobs)} whole-mix pairs in both orders, greedy")
         print(f"  {'family':18}{'calls':>6}" + "".join(f"{name:>{len(name) + 2}}" for name in COLUMNS))

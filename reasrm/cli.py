@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.func in _RUNS_MODELS:
+        from reasrm.models import setup_process
+
+        setup_process()  # no Hub kernels; a CPU process keeps freed memory (reasrm.models.setup_process)
     processes.quiet_other_ranks()  # under a launcher the main process logs; the others only warn
     set_quiet(args.quiet)
     try:
@@ -145,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a judge on RewardBench, RM-Bench, RMB or a held-out split",
         description="Judge a benchmark and score it exactly as the benchmark does (resumable).",
-        epilog="example: reasrm eval --benchmark rm-bench --data-dir ../shared/data/rm-bench --limit 20 "
+        epilog="example: reasrm eval --benchmark rm-bench --data-dir DATA/rm-bench --limit 20 "
         "--output runs/eval/rm-bench",
     )
     _add_flags(evaluate, _EVAL_FLAGS, _JUDGE_SWITCHES)
@@ -403,7 +407,7 @@ def _rubric_show(args: argparse.Namespace) -> int:
                     chosen="(the chosen response)", rejected="(the rejected response)",
                     reference="(the reference answer)" if pack.reference != "ignore" else None)  # fmt: skip
     prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=args.name)
-    slots = pair.slots(*assign_slots([pair], args.seed))
+    slots = pair.shown(*assign_slots([pair], args.seed))
     print(f"# rubric pack {pack.label} ({pack_path(args.name)}); prompt format {pack.format_id}; pair {pair.id}"
           + (f", chosen response in slot {slots.chosen_slot}" if slots.chosen_slot else ""))  # fmt: skip
     for message in prompt.messages(pair, slots):
@@ -503,6 +507,10 @@ def _plan(args: argparse.Namespace) -> int:
 def _print_config(args: argparse.Namespace) -> int:
     print(to_yaml(load(args.config, args.overrides)), end="")
     return 0
+
+
+# The commands that load models get the process settings of reasrm.models.setup_process.
+_RUNS_MODELS = {_judge, _eval, _stage, _teacher, _rubric_try, _serve}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from reasrm.backends import Generation, GenerationConfig, load_backend
 from reasrm.card import JudgeCard, check_pack_versions, judge_prompt, read_card
-from reasrm.data.pairs import Pair, Slot, Slots, assign_slots, pair_from_dict
+from reasrm.data.pairs import Pair, Shown, Slot, assign_slots, pair_from_dict
 from reasrm.prompts import JudgePrompt
 from reasrm.verdict import FAILED, INCONSISTENT, TOO_LONG, Verdict, parse_verdict, winner
 
@@ -103,7 +103,7 @@ class Batch:
 
     pairs: list[Pair]
     calls_per_pair: int
-    jobs: list[tuple[bool, Slots]]
+    jobs: list[tuple[bool, Shown]]
     conversations: list[list[dict]]
 
 
@@ -154,7 +154,7 @@ class Judge:
         check_pack_versions(self.prompt.packs(pairs), self.card)
         slots = assign_slots(pairs, seed) if slots is None else slots
         swaps = (False, True) if both_orders else (False,)
-        jobs = [(swap, pair.slots(slot, swap)) for pair, slot in zip(pairs, slots, strict=True) for swap in swaps]
+        jobs = [(swap, pair.shown(slot, swap)) for pair, slot in zip(pairs, slots, strict=True) for swap in swaps]
         conversations = [self.prompt.messages(pairs[k // len(swaps)], shown) for k, (_, shown) in enumerate(jobs)]
         return Batch(pairs, len(swaps), jobs, conversations)
 

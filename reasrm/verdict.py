@@ -1,7 +1,7 @@
 """The verdict grammar: one definition, shared by the RL reward, the judge, evaluation and the server.
 
 A judge's completion ends with ``<answer>[[A]]</answer>`` or ``<answer>[[B]]</answer>``. ``parse_verdict``
-turns any completion into a :class:`Verdict`. The rules (numbered as in DESIGN.md):
+turns any completion into a :class:`Verdict`. The rules (numbered as in docs/verdict.md):
 
 1. Everything up to and including the last ``</think>`` is ignored; a ``<think>`` that never closes
    makes the verdict ``truncated``.

@@ -9,20 +9,36 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never reaches for a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+
+def pytest_sessionstart(session):
+    """The process settings the `reasrm` command runs with (tests call the stages in this process)."""
+    from reasrm.models import setup_process
+
+    setup_process()
+
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("REASRM_SHARED", ROOT.parent / "shared"))
+FIXTURES = ROOT / "tests" / "data"  # a few records of each benchmark file (tests/data/README.md)
+FULL_DATA = Path(os.environ.get("REASRM_SHARED", ROOT.parent / "shared")) / "data"
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not (SHARED / "reference").is_dir():
-        pytest.fail(f"../shared not found at {SHARED}: tests read the reference data from there")
-    return SHARED
+def benchmark_data() -> Path:
+    """The benchmark files the fast suite reads: the fixtures in the repository (the published layout)."""
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")
-def rm_r1_reference(shared) -> dict:
-    return json.loads((shared / "reference" / "rm_r1_prompts.json").read_text())
+def full_benchmark_data() -> Path:
+    """The full public benchmark data (slow tests): ``$REASRM_SHARED/data``, else ``../shared/data``."""
+    if not (FULL_DATA / "rm-bench").is_dir():
+        pytest.skip(f"the full benchmark data is not at {FULL_DATA}: set REASRM_SHARED to the folder holding data/")
+    return FULL_DATA
+
+
+@pytest.fixture(scope="session")
+def rm_r1_reference() -> dict:
+    return json.loads((FIXTURES / "rm_r1_prompts.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +120,7 @@ def verdict_model(tmp_path_factory) -> Path:
 
     def ids():
         pair = rng.choice(pairs)
-        messages = prompt.messages(pair, pair.slots(rng.choice("AB")))
+        messages = prompt.messages(pair, pair.shown(rng.choice("AB")))
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
     tail = [*tokenizer(VERDICT_CHAIN, add_special_tokens=False).input_ids, tokenizer.eos_token_id]

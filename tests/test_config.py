@@ -136,3 +136,23 @@ def test_validate_refuses_resume_with_overwrite_before_any_run(capsys):
         assert main(["validate", config, "resume=true", "overwrite=true"]) == 2, config
         assert capsys.readouterr().err.strip() == ("reasrm: error: override 'resume=true': resume: resume and "
                                                    "overwrite exclude each other: set one of them")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["distill", "rl", "judge", "policy_grpo"])
+def test_each_shipped_stage_config_is_its_schemas_defaults(name):
+    """One source for each default: a stage YAML lists the dataclass defaults (documenting them), so
+    `RLConfig()` from Python is the run `make rl` starts; a YAML gives a value only where the dataclass has
+    none (a required key)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from reasrm.cli import schema
+
+    path = ROOT / "stages" / f"{name}.yaml"
+    cfg = load(str(path), [], machine=False)
+    shipped = OmegaConf.to_container(OmegaConf.structured(cfg))
+    defaults = OmegaConf.to_container(OmegaConf.structured(schema(cfg.stage)))
+    required = {f.name for f in dataclasses.fields(schema(cfg.stage)) if defaults.get(f.name) == "???"}
+    differ = {k: (defaults[k], v) for k, v in shipped.items() if k not in required and defaults[k] != v}
+    assert differ == {}, f"{path.name} differs from the dataclass defaults (default, yaml): {differ}"

@@ -59,7 +59,7 @@ def test_skywork_single_multi_turn_and_magpie_exclusion(tmp_path, write_jsonl):
     assert len(multi.context) == 3 and multi.rejected_context is None and multi.meta == {"origin": "wildguard"}
     # Earlier turns differ: the full conversations are kept, and each slot is rendered with its own.
     assert differing.rejected_context[1]["content"] == "Other"
-    slots = differing.slots("A")
+    slots = differing.shown("A")
     text = JudgePrompt.create("rm-r1-instruct").messages(differing, slots)[1]["content"]
     assert "Chatbot A: Hello" in text and "Chatbot B: Other" in text
 
@@ -85,10 +85,11 @@ def test_code_and_math_converters(tmp_path, write_jsonl):
     assert m.meta == {"dataset": "x"}  # unknown columns are kept, not dropped
 
 
-def test_rm_bench_from_shared_data(shared, tmp_path):
-    report = build(load_recipe("rm-bench", [f"data_dir={shared}/data/rm-bench"]), tmp_path / "out")
-    prompts = {"chat": 129, "code": 228, "safety-refuse": 284, "safety-response": 157}
-    for name, n in prompts.items():
+def test_rm_bench_from_its_published_files(benchmark_data, tmp_path):
+    report = build(load_recipe("rm-bench", [f"data_dir={benchmark_data}/rm-bench"]), tmp_path / "out")
+    files = {name: benchmark_data / "rm-bench" / f"{name}_filtered.json" for name in
+             ("chat", "code", "safety-refuse", "safety-response")}  # fmt: skip
+    for name, n in ((name, len(json.loads(path.read_text()))) for name, path in files.items()):
         s = report["sources"][name]
         assert s["read"] == 9 * n and s["read"] == s["kept"] + sum(s["dropped"].values())
     pairs = load_built(tmp_path / "out")
@@ -96,10 +97,11 @@ def test_rm_bench_from_shared_data(shared, tmp_path):
     assert sorted((p.meta["i"], p.meta["j"]) for p in first) == [(i, j) for i in range(3) for j in range(3)]
 
 
-def test_rmb_pairwise_and_bon_from_shared_data(shared, tmp_path):
-    report = build(load_recipe("rmb", [f"data_dir={shared}/data/rmb"]), tmp_path / "out")
-    assert report["sources"]["pairwise"]["read"] == 52 + 42 + 459
-    bon_records = sum(len(json.loads(p.read_text())) for p in (shared / "data/rmb/bon").glob("*.json"))
+def test_rmb_pairwise_and_bon_from_its_published_files(benchmark_data, tmp_path):
+    report = build(load_recipe("rmb", [f"data_dir={benchmark_data}/rmb"]), tmp_path / "out")
+    pairwise = sum(len(json.loads(p.read_text())) for p in (benchmark_data / "rmb/pairwise").glob("*.json"))
+    assert report["sources"]["pairwise"]["read"] == pairwise
+    bon_records = sum(len(json.loads(p.read_text())) for p in (benchmark_data / "rmb/bon").glob("*.json"))
     pairs = load_built(tmp_path / "out")
     bon = [p for p in pairs if p.source == "bon"]
     assert len({p.meta["bon_uid"] for p in bon}) == bon_records
@@ -355,12 +357,12 @@ def _correct(pair: Pair, answer: str) -> bool:
 # --- contamination ----------------------------------------------------------------------------------
 
 
-def test_planted_overlap_with_rm_bench_is_found_and_dropped(shared, tmp_path, write_jsonl):
-    bench = json.loads((shared / "data/rm-bench/chat_filtered.json").read_text())
+def test_planted_overlap_with_rm_bench_is_found_and_dropped(benchmark_data, tmp_path, write_jsonl):
+    bench = json.loads((benchmark_data / "rm-bench/chat_filtered.json").read_text())
     long_prompt = next(r for r in bench if len(r["prompt"].split()) > 30)
     planted = "Please help: " + " ".join(long_prompt["prompt"].split()[:20]) + " thanks"
     path = write_jsonl([row(1), row(2, prompt=planted), row(3)])
-    against = {"against": [{"recipe": "rm-bench", "params": {"data_dir": str(shared / "data/rm-bench")}}]}
+    against = {"against": [{"recipe": "rm-bench", "params": {"data_dir": str(benchmark_data / "rm-bench")}}]}
     report = build(recipe(tmp_path, [{"name": "s", "path": str(path)}], contamination=against))
     (hit,) = report["contamination"]["hits"]
     assert (hit["id"], hit["source"], hit["against"]) == ("r2", "s", "rm-bench")

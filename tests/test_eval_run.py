@@ -20,8 +20,8 @@ def lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def test_rm_bench_limit_takes_whole_prompts_and_scores_every_cell(shared, tmp_path, tiny_model):
-    c = cfg(tmp_path, tiny_model, benchmark="rm-bench", data_dir=shared / "data/rm-bench", limit=2, both_orders=True)
+def test_rm_bench_limit_takes_whole_prompts_and_scores_every_cell(benchmark_data, tmp_path, tiny_model):
+    c = cfg(tmp_path, tiny_model, benchmark="rm-bench", data_dir=benchmark_data / "rm-bench", limit=2, both_orders=True)
     result = run(c)
     out = tmp_path / "eval"
     samples = lines(out / "samples.jsonl")
@@ -38,30 +38,30 @@ def test_rm_bench_limit_takes_whole_prompts_and_scores_every_cell(shared, tmp_pa
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_continues_without_redoing_or_duplicating(shared, tmp_path, tiny_model):
-    c = cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=5)
+def test_resume_continues_without_redoing_or_duplicating(benchmark_data, tmp_path, tiny_model):
+    c = cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=benchmark_data / "rmb", limit=5)
     first = run(c)
     path = tmp_path / "eval" / "samples.jsonl"
     done = path.read_text().splitlines(keepends=True)
     path.write_text("".join(done[:3]) + done[3][:25])  # interrupted while writing the fourth line
     with pytest.raises(ReasrmError, match="holds a previous run: continue it with resume=true"):
         run(c)
-    resumed = run(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=5, resume=True))
+    resumed = run(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=benchmark_data / "rmb", limit=5, resume=True))
     after = lines(path)
     assert [s["key"] for s in after[:3]] == [json.loads(x)["key"] for x in done[:3]]
     assert sorted(s["key"] for s in after) == sorted(json.loads(x)["key"] for x in done)
     assert resumed["scores"] == first["scores"]
     with pytest.raises(ReasrmConfigError, match="'seed' was 0"):
-        run(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=5, resume=True, seed=1))
+        run(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=benchmark_data / "rmb", limit=5, resume=True, seed=1))
 
 
-def test_rmb_bon_records_stay_whole(shared, tmp_path, tiny_model):
-    chosen = benchmark_pairs(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=shared / "data/rmb", limit=40))
+def test_rmb_bon_records_stay_whole(benchmark_data, tmp_path, tiny_model):
+    chosen = benchmark_pairs(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir=benchmark_data / "rmb", limit=40))
     bon = [p for p, _ in chosen if p.source == "bon"]
     counts = {}
     for p in bon:
         counts[p.meta["bon_uid"]] = counts.get(p.meta["bon_uid"], 0) + 1
-    records = [r for f in (shared / "data/rmb/bon").glob("*.json") for r in json.loads(f.read_text())]
+    records = [r for f in (benchmark_data / "rmb/bon").glob("*.json") for r in json.loads(f.read_text())]
     full = {str(r["bon_uid"]): len(r["loser_list"]) for r in records}
     assert bon and all(counts[uid] == full[uid] for uid in counts)  # --limit never splits a record
 
@@ -120,11 +120,11 @@ def test_score_needs_samples(tmp_path, tiny_model):
         score(cfg(tmp_path, tiny_model, benchmark="rmb", data_dir="x"), [])
 
 
-def test_an_eval_that_fails_before_its_first_sample_leaves_no_files(shared, tmp_path):
+def test_an_eval_that_fails_before_its_first_sample_leaves_no_files(benchmark_data, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")  # transformers cannot read it: the run fails at model load
-    c = cfg(tmp_path, model, benchmark="rm-bench", data_dir=shared / "data/rm-bench", limit=1)
+    c = cfg(tmp_path, model, benchmark="rm-bench", data_dir=benchmark_data / "rm-bench", limit=1)
     with pytest.raises(ReasrmError, match=f"cannot load model {model}"):
         run(c)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no eval folder, config or lock

@@ -261,15 +261,15 @@ def test_duplicate_ids_and_empty_files(write_jsonl):
 def test_slots_place_the_chosen_response_and_swap():
     pair = Pair(id="x", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad")
     for slot in ("A", "B"):
-        shown, swapped = pair.slots(slot), pair.slots(slot, swap=True)
+        shown, swapped = pair.shown(slot), pair.shown(slot, swap=True)
         assert shown.chosen_slot == slot and swapped.chosen_slot != slot
         assert (shown.response_a if slot == "A" else shown.response_b) == "good"
         assert (swapped.response_a, swapped.response_b) == (shown.response_b, shown.response_a)
     with pytest.raises(ValueError, match="labelled: give the chosen response's slot"):
-        pair.slots()
+        pair.shown()
     plain = Pair(id="u", context=pair.context, response_a="one", response_b="two")
-    assert (plain.slots().response_a, plain.slots(swap=True).response_a) == ("one", "two")
-    assert plain.slots().chosen_slot is None
+    assert (plain.shown().response_a, plain.shown(swap=True).response_a) == ("one", "two")
+    assert plain.shown().chosen_slot is None
 
 
 def test_verdict_is_frozen_and_serialisable():

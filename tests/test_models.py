@@ -153,3 +153,15 @@ def test_cpu_processes_keep_freed_memory_for_reuse(how, env, printed):
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")} | env
     out = subprocess.run([sys.executable, "-c", MALLINFO, how], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[0] == printed
+
+
+def test_importing_the_library_and_loading_a_model_change_nothing_about_the_process(tiny_model):
+    """No environment switches and no allocator settings on import or model load: the `reasrm` command
+    applies them (reasrm.models.setup_process), and a library user may call it."""
+    code = ("import os, reasrm, reasrm.models as m; from reasrm import Judge; "
+            f"m.load_model({str(tiny_model)!r}); Judge.from_pretrained({str(tiny_model)!r}, prompt_format='compact'); "
+            "print(os.environ.get('USE_HUB_KERNELS'), os.environ.get('TRL_EXPERIMENTAL_SILENCE'), "
+            "m._FREED_MEMORY_KEPT); reasrm.setup_process(); print(os.environ.get('USE_HUB_KERNELS'))")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("USE_HUB_KERNELS", "TRL_EXPERIMENTAL_SILENCE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.splitlines() == ["None None None", "NO"]

@@ -114,7 +114,7 @@ def test_skeleton_names_its_todos_until_filled_in(tmp_path):
 def test_a_pack_renders_its_criteria_constraints_and_reference():
     pair = pair_from_dict(MATH, "t")
     system, user = (m["content"] for m in JudgePrompt.create("rm-r1-instruct", forced_rubric="reasoning").messages(
-        pair, pair.slots("A")))  # fmt: skip
+        pair, pair.shown("A")))  # fmt: skip
     assert "1. final_answer (weight 60%)" in system and "Hard constraints" in system and "<solution>" in system
     assert "do not invent other criteria" in system
     assert "[Reference Answer]\n47 + 38 = 85\n\n[The Start of Chatbot A's Response]" in user
@@ -129,7 +129,7 @@ def test_pack_resolution_forced_then_pair_then_default_then_format():
     forced = JudgePrompt.create("rm-r1-instruct", default_rubric="reasoning", forced_rubric="chat")
     assert forced.pack_for(math).id == forced.pack_for(support).id == "chat"
     # A self-generated pack renders byte-identically to its prompt format.
-    slots = math.slots("A")
+    slots = math.shown("A")
     assert JudgePrompt.create("rm-r1-instruct", forced_rubric="rm-r1-reasoning").messages(math, slots) == \
         JudgePrompt.create("rm-r1-reasoning").messages(math, slots)  # fmt: skip
 
@@ -152,7 +152,7 @@ def test_template_chains_follow_the_strict_grammar_and_name_the_label():
     for row, pack in ((SUPPORT, "support"), (MATH, "reasoning"), (MATH, "rm-r1-instruct"), (SUPPORT, None)):
         pair = pair_from_dict(row, "t")
         for slot in ("A", "B"):
-            slots = pair.slots(slot)
+            slots = pair.shown(slot)
             verdict = parse_verdict(template_chain(pair, slots, load_pack(pack) if pack else None), mode="strict")
             assert (verdict.status, verdict.choice) == ("ok", slot)
             assert verdict.evaluation and (verdict.rubric or verdict.solution)
@@ -206,7 +206,7 @@ def test_five_stages_render_identical_messages(row, tiny_model, tmp_path):
 
     rubric = None if row is SUPPORT else "reasoning"  # the pair's own field, and a stage forcing one
     pair = pair_from_dict(row, "t")
-    slots = pair.slots("A")
+    slots = pair.shown("A")
     prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=rubric)
     teacher = generate_chains([(pair, slots)], prompt, TeacherConfig(), tmp_path / "chains.jsonl")[0]["messages"]
     sft = sft_examples(generate_chains([(pair, slots)], prompt, TeacherConfig(), tmp_path / "chains.jsonl"))

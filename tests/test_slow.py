@@ -39,11 +39,11 @@ def test_demo_judges_the_sample_pairs_with_the_embedded_default(tmp_path):
     assert "accuracy" in result.stderr
 
 
-def test_eval_on_rm_bench_with_the_embedded_default(shared, tmp_path):
+def test_eval_on_rm_bench_with_the_embedded_default(full_benchmark_data, tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
         [sys.executable, "-m", "reasrm.cli", "eval", "--benchmark", "rm-bench", "--data-dir",
-         str(shared / "data/rm-bench"), "--limit", "1", "--max-new-tokens", "16", "--output", str(out)],
+         str(full_benchmark_data / "rm-bench"), "--limit", "1", "--max-new-tokens", "16", "--output", str(out)],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

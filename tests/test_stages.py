@@ -95,7 +95,7 @@ def test_teacher_verifies_chains(text, asks_sections, hinted, status):
     from reasrm.data.pairs import Pair
     from reasrm.training.teacher import check_chain
 
-    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").slots("A")
+    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").shown("A")
     assert check_chain(Generation(text, 1, 1, 0.0), slots, asks_sections, hinted) == status
 
 
@@ -103,7 +103,7 @@ def test_failed_and_too_long_calls_are_not_chains():
     from reasrm.data.pairs import Pair
     from reasrm.training.teacher import check_chain
 
-    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").slots("B")
+    slots = Pair(id="p", context=({"role": "user", "content": "q"},), chosen="good", rejected="bad").shown("B")
     assert check_chain(Generation("", 0, 0, 0.0, error="timeout"), slots, True) == "failed"
     assert check_chain(Generation("", 900, 0, 0.0, too_long=True), slots, True) == "too_long"
 
@@ -159,7 +159,7 @@ def test_rejection_sampling_and_the_verified_second_pass(tmp_path):
         Pair(id="p0", context=({"role": "user", "content": "first question"},), chosen="x", rejected="y"),
         Pair(id="p1", context=({"role": "user", "content": "second question"},), chosen="x", rejected="y"),
     ]
-    jobs = [(pairs[0], pairs[0].slots("A")), (pairs[1], pairs[1].slots("B"))]
+    jobs = [(pairs[0], pairs[0].shown("A")), (pairs[1], pairs[1].shown("B"))]
 
     class Prompt:  # the rendered conversation: a system text naming <type> and the chosen slot, the question
         def messages(self, pair, slots):
@@ -406,7 +406,7 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
     from reasrm.prompts import JudgePrompt
     from reasrm.training.common import training_jobs
     from reasrm.training.distill import sft_args, sft_examples, sft_trainer
-    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, _loss_free_prefix
+    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, loss_free_prefix
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     prompt = JudgePrompt.create("compact")
@@ -421,7 +421,7 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
     trainer.accelerator.autocast_handler = AutocastKwargs(enabled=False)  # exact fp32 on every host (AMX: bf16)
     batch = trainer.data_collator([trainer.train_dataset[k] for k in range(3)])
     system = tokenizer.apply_chat_template(records[0]["messages"][:1], tokenize=True, return_dict=False)
-    assert len(system) - 2 <= _loss_free_prefix(batch) < len(batch["input_ids"][0])  # the system turn, at least
+    assert len(system) - 2 <= loss_free_prefix(batch) < len(batch["input_ids"][0])  # the system turn, at least
     assert len(set(batch["attention_mask"].sum(1).tolist())) == 3  # rows of three lengths, right-padded
     assert set(batch) == {"input_ids", "attention_mask", "labels"}  # what the shared pass takes (else: TRL's)
 
@@ -440,3 +440,24 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
     for mine, theirs in zip(ours[2], trls[2], strict=True):
         assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)
     assert any(g.abs().sum() > 0 for g in ours[2])
+
+
+def test_shared_prefix_falls_back_to_trls_trainers_outside_the_checked_versions(tiny_model, tmp_path, monkeypatch,
+                                                                                caplog):  # fmt: skip
+    """The overrides mirror TRL 1.16 internals: with a TRL or transformers the pins do not admit, the stages
+    train with TRL's own trainers and say why in one log line."""
+    import logging
+
+    from trl import GRPOTrainer, SFTTrainer
+
+    from reasrm.training import shared_prefix
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, SharedPrefixSFTTrainer, trainer_class
+
+    assert shared_prefix.unchecked_versions() is None  # the installed versions are the checked ones
+    assert trainer_class(True, SharedPrefixSFTTrainer, SFTTrainer) is SharedPrefixSFTTrainer
+    monkeypatch.setitem(shared_prefix.CHECKED, "trl", ((1, 17), (1, 18)))
+    with caplog.at_level(logging.WARNING, logger="reasrm"):
+        assert trainer_class(True, SharedPrefixSFTTrainer, SFTTrainer) is SFTTrainer
+        assert trainer_class(True, SharedPrefixGRPOTrainer, GRPOTrainer) is GRPOTrainer
+    assert "trl 1.16" in caplog.text and "training with TRL's own SFTTrainer instead" in caplog.text
+    assert trainer_class(False, SharedPrefixSFTTrainer, SFTTrainer) is SFTTrainer

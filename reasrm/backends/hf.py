@@ -1,22 +1,21 @@
 """The transformers backend: batched generation with a shared-prefix KV cache.
 
-Judge prompts share a long prefix (the chat template and the format's system prompt: 796 of ~876
-tokens for ``rm-r1-instruct`` on SmolLM2). On a CPU, prefill of that prefix dominates, so batching alone
-gained only 1.22x (measured). Here the prefix is run through the model once, its KV cache is copied into
+Judge prompts share a long prefix (the chat template and the format's system prompt: nine tenths of an
+``rm-r1-instruct`` prompt). On a CPU, prefill of that prefix dominates, so batching alone gains little.
+Here the prefix is run through the model once, its KV cache is copied into
 every batch, and only each prompt's own suffix is prefilled. Rows are laid out as
 ``[prefix][padding][suffix]`` and position ids are the attention mask's cumulative sum, so every suffix
 token gets exactly the position it has without padding, and greedy outputs match one-pair-at-a-time
 ``model.generate`` (tested).
 
 Decoding is a short loop over the model's forward rather than ``model.generate``: on a CPU a decode step
-costs a fixed ~60 ms (reading the weights) plus ~13 ms per row (measured, SmolLM2-135M fp32), and judge
-outputs vary from 6 to 128+ tokens, so ``generate``'s static batch spends most of its time on rows that
-have already finished. Here a row that emits EOS leaves the batch and the KV cache at once.
+costs a fixed part (reading the weights) plus a part per row, and judge outputs vary from a few tokens to
+the limit, so ``generate``'s static batch spends most of its time on rows that have already finished. Here
+a row that emits EOS leaves the batch and the KV cache at once.
 
 A batch's KV cache has room to grow (:class:`RoomyLayer`): transformers' ``DynamicCache`` appends each
-decoded token by concatenation, which copies the whole cache every step. Written in place instead, the
-demo's validation (200 calls, ~300 tokens each at the end) took 0.88 of the time and 64 calls of an
-RM-R1 prompt (~1,000 tokens) 0.75, with the same verdicts (``bench/decode_cache.py``, side by side).
+decoded token by concatenation, which copies the whole cache every step; written in place instead, with
+the same verdicts (``bench/decode_cache.py``; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -42,11 +41,16 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self._prefix: tuple[int, ...] = ()
         self._cache: DynamicCache | None = None
-        self._cache_arg = cache_arg(model)
+        self._cache_arg = cache_arg()
 
     @classmethod
     def load(cls, model: str | None, device: str | None = None, prefix_cache: bool = True) -> HFBackend:
         return cls(load_model(model, device=device), load_tokenizer(model), prefix_cache=prefix_cache)
+
+    @property
+    def cached_prefix_tokens(self) -> int:
+        """Tokens of the prompt prefix whose KV cache the backend holds (0: none)."""
+        return len(self._prefix) if self._cache is not None else 0
 
     def prompt_limit(self, settings: GenerationConfig) -> int:
         """The longest prompt generated: ``max_prompt_tokens``, and never past the model's context."""

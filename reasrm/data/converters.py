@@ -148,7 +148,7 @@ def rmb_bon(row: dict) -> list[dict]:
     ]  # fmt: skip
 
 
-# RewardBench subsets -> domain (its four sections; see ../shared/reference/BENCHMARKS.md).
+# RewardBench subsets -> domain (its four sections, as its leaderboard weighs them).
 _REWARDBENCH_DOMAINS = {"math-prm": "math", "hep-": "code", "refusals-": "safety", "xstest-": "safety",
                         "donotanswer": "safety"}  # fmt: skip
 

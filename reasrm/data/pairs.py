@@ -39,7 +39,7 @@ class RowError(ReasrmDataError):
         self.detail = message
 
 
-class Slots(NamedTuple):
+class Shown(NamedTuple):
     """A pair as shown to the judge: each slot's conversation and response, and where the chosen one is."""
 
     context_a: tuple[dict, ...]
@@ -70,7 +70,7 @@ class Pair:
     def labelled(self) -> bool:
         return self.chosen is not None
 
-    def slots(self, chosen_slot: Slot | None = None, swap: bool = False) -> Slots:
+    def shown(self, chosen_slot: Slot | None = None, swap: bool = False) -> Shown:
         """The pair in slots: a labelled pair's chosen response in ``chosen_slot`` (see :func:`assign_slots`);
         ``swap`` exchanges the two slots (the other order). Unlabelled pairs keep their given order."""
         other = self.rejected_context or self.context
@@ -79,11 +79,11 @@ class Pair:
                 raise ValueError(f"pair {self.id!r} is labelled: give the chosen response's slot, 'A' or 'B'")
             slot = other_slot(chosen_slot) if swap else chosen_slot
             if slot == "A":
-                return Slots(self.context, self.chosen, other, self.rejected, "A")
-            return Slots(other, self.rejected, self.context, self.chosen, "B")
+                return Shown(self.context, self.chosen, other, self.rejected, "A")
+            return Shown(other, self.rejected, self.context, self.chosen, "B")
         if swap:
-            return Slots(self.context, self.response_b, self.context, self.response_a, None)
-        return Slots(self.context, self.response_a, self.context, self.response_b, None)
+            return Shown(self.context, self.response_b, self.context, self.response_a, None)
+        return Shown(self.context, self.response_a, self.context, self.response_b, None)
 
     def to_record(self) -> dict:
         """A flat row for a dataset file (``meta`` as JSON text, so every row has the same columns)."""

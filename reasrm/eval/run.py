@@ -1,6 +1,6 @@
 """`reasrm eval`: judge a benchmark, then score it exactly as the benchmark does.
 
-    reasrm eval --benchmark rm-bench --data-dir ../shared/data/rm-bench --limit 20 --output runs/eval/rm-bench
+    reasrm eval --benchmark rm-bench --data-dir DATA/rm-bench --limit 20 --output runs/eval/rm-bench
 
 Pairs come from the benchmark's recipe (``data_recipes/{rm-bench,rmb,rewardbench}.yaml``) or, for
 ``pairs``, from the held-out split of a dataset built by ``reasrm data build``. Every judge call is one line
@@ -59,7 +59,7 @@ class EvalConfig:
         "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
     )
     data_dir: str | None = option(
-        "Local benchmark data (the layout of ../shared/data/<benchmark>), or for `pairs` a built dataset "
+        "Local benchmark data (the benchmark's published file layout: docs/data.md), or for `pairs` a built dataset "
         "folder (its held-out split); null = the hub (rewardbench).",
         None,
     )
@@ -84,7 +84,7 @@ class EvalConfig:
         if self.benchmark not in BENCHMARKS:
             problems.append(("benchmark", f"must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}"))
         if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
-            problems.append(("data_dir", f"required for {self.benchmark!r}: e.g. data_dir=../shared/data/rm-bench, "
+            problems.append(("data_dir", f"required for {self.benchmark!r}: e.g. data_dir=DATA/rm-bench, "
                              "or for `pairs` a folder written by `reasrm data build`"))  # fmt: skip
         if self.limit is not None and self.limit < 1:
             problems.append(("limit", f"must be >= 1, got {self.limit}"))

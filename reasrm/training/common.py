@@ -12,9 +12,9 @@ from reasrm import processes
 from reasrm.card import JudgeCard
 from reasrm.config import Problem, digest, option
 from reasrm.data.build import collect, load_recipe
-from reasrm.data.pairs import Pair, Slots, assign_slots
+from reasrm.data.pairs import Pair, Shown, assign_slots
 from reasrm.errors import ReasrmConfigError, ReasrmDataError
-from reasrm.models import EMBEDDED_NAME, no_hub_kernels, pick_device, pick_dtype, resolve
+from reasrm.models import EMBEDDED_NAME, pick_device, pick_dtype, resolve
 from reasrm.prompts import JudgePrompt
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,14 @@ class LoraSettings:
                 "quantization": self.quantization}  # fmt: skip
 
 
-def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> list[tuple[Pair, Slots]]:
+def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> list[tuple[Pair, Shown]]:
     """The recipe's training pairs (the first ``limit``), each in the slots :func:`assign_slots` gives:
     the chosen response in A for half of every domain and in B for the other half."""
     train, _, _, _ = collect(load_recipe(recipe, [f"{k}={v}" for k, v in params.items()]))
     train = train[:limit] if limit is not None else train
     if not train:
         raise ReasrmDataError(f"recipe {recipe!r} gave no training pairs")
-    jobs = [(pair, pair.slots(slot)) for pair, slot in zip(train, assign_slots(train, seed), strict=True)]
+    jobs = [(pair, pair.shown(slot)) for pair, slot in zip(train, assign_slots(train, seed), strict=True)]
     in_a = Counter(slots.chosen_slot for _, slots in jobs)["A"]
     log.info("%d training pairs; the chosen response in slot A for %d, in B for %d", len(jobs), in_a, len(jobs) - in_a)
     return jobs
@@ -143,11 +143,9 @@ def trainer_args(output: Path, cfg) -> dict:
     """The trainer settings every stage shares: where it saves and how often (``cfg.save_steps``, the last
     two checkpoints kept, so ``resume=true`` can continue), its seed, a log line per step, and the dtype
     ``pick_dtype`` gives the device: TRL defaults to bf16, which a CPU never gets (fp32 there: the judge
-    then trains in the numerics it is judged in); ``use_cpu`` without a GPU, pinned memory only with one; and
-    no Hub kernels in the models the trainers load themselves (``no_hub_kernels``)."""
+    then trains in the numerics it is judged in); ``use_cpu`` without a GPU, pinned memory only with one."""
     import torch  # seconds to import: only a run pays for it, not `reasrm validate`
 
-    no_hub_kernels()
     device = pick_device()
     return {"output_dir": str(output), "seed": cfg.seed, "logging_steps": 1, "save_steps": cfg.save_steps,
             "save_total_limit": 2, "report_to": "none", "bf16": pick_dtype(device) == torch.bfloat16,

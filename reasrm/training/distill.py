@@ -60,8 +60,9 @@ class DistillConfig:
     model: str | None = option("The student: hub id or local HF folder; null = the embedded default.", None)
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
-    limit: int | None = option("Use at most this many training pairs.", None)
-    prompt_format: str = option("Prompt format for pairs without a rubric pack.", "rm-r1-instruct")
+    limit: int | None = option("Use at most this many training pairs (null: all).", 96)
+    prompt_format: str = option("Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).",
+                                "compact")  # fmt: skip
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's `rubric` field.", None)
     teacher: TeacherConfig = option("Where the chains come from.", factory=TeacherConfig)
     output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")
@@ -70,8 +71,8 @@ class DistillConfig:
     seed: int = option("Seeds the slot assignment and training.", 0)
     max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
     num_train_epochs: float = option("Epochs over the kept chains (RM-R1: 1).", 1.0)
-    learning_rate: float = option("Learning rate (RM-R1 used 5e-6 for 7B+ students).", 5e-5)
-    per_device_train_batch_size: int = option("Examples per device per step.", 4)
+    learning_rate: float = option("Learning rate (RM-R1 used 5e-6 for 7B+ students).", 1e-4)
+    per_device_train_batch_size: int = option("Examples per device per step.", 8)
     gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1)
     max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
@@ -155,9 +156,9 @@ def sft_trainer(cfg: DistillConfig, args, model, tokenizer, examples: list[dict]
     from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
     from trl import SFTTrainer
 
-    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer
+    from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, trainer_class
 
-    trainer = SharedPrefixSFTTrainer if cfg.shared_prefix else SFTTrainer
+    trainer = trainer_class(cfg.shared_prefix, SharedPrefixSFTTrainer, SFTTrainer)
     return trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
                    peft_config=cfg.lora.peft_config(), callbacks=callbacks or None)  # fmt: skip
 

@@ -40,7 +40,7 @@ def verdict_reward(prompts, completions, label, log_metric=None, **kwargs) -> li
     -1 otherwise: a wrong letter, no verdict, several answers, or text after the answer.
 
     RM-R1's reward accepts any completion whose last 80 characters hold the gold tag and not the other;
-    strict parsing closes the "emit several answers" hack (see DESIGN.md, the verdict grammar). With
+    strict parsing closes the "emit several answers" hack (docs/verdict.md). With
     ``log_metric`` (TRL passes it), logs the rollouts' A-rate and the share of each verdict status."""
     verdicts = _verdicts(completions)
     if log_metric is not None:

@@ -25,10 +25,10 @@ the ranks (both orders of a pair stay on one rank); every rank takes its share o
 the difficulty filter and the held-out pairs, and the main process alone writes (:mod:`reasrm.processes`).
 The batch settings are per process: the global batch is printed at the start and recorded in the card.
 
-Defaults for the embedded default on a CPU (DESIGN.md, CPU facts): lr 2e-5 warmed up over the first
+Defaults for the embedded default on a CPU (why each: docs/findings.md): lr 2e-5 warmed up over the first
 quarter of the steps, beta 0.1 (the KL to the starting judge holds its slot balance: a group whose
 completions all name one slot has no advantage, and without the KL nothing pulls a judge drifting to one
-slot back; README, Stage two), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
+slot back), TRL's ``dapo`` loss (token-level normalisation, no length bias), 8
 completions per prompt at temperature 1.0. ``stages/presets/rm-r1/*/rl.yaml`` hold RM-R1's own settings for 7B-32B
 judges on GPUs (``grpo`` loss, beta 0.001, lr 1e-6, 7 generations, 8192 completion tokens).
 """
@@ -81,13 +81,14 @@ class RLConfig:
                               "runs/distill/final")  # fmt: skip
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
-    limit: int | None = option("Use at most this many training pairs.", None)
+    limit: int | None = option("Use at most this many training pairs (null: all).", 256)
     prompt_format: str | None = option("Prompt format for pairs without a pack; null = the model's judge card.", None)
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's, else the card's.", None)
     both_orders: bool = option("Every pair in both slot orders, as adjacent prompts of one generation batch.", True)
     rewards: list[str] = option(f"Reward functions by name: any of {', '.join(REWARDS)}.",
                                 factory=lambda: ["verdict", "consistency", "format"])  # fmt: skip
-    reward_weights: list[float] | None = option("One weight per reward (null = 1.0 each).", None)
+    reward_weights: list[float] | None = option("One weight per reward (null = 1.0 each).",
+                                                factory=lambda: [1.0, 0.5, 0.1])  # fmt: skip
     output: str = option("Output folder: checkpoints, validation.jsonl, curves.png, final/ (the judge).", "runs/rl")
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
@@ -99,7 +100,7 @@ class RLConfig:
         32,
     )
     gradient_accumulation_steps: int = option(
-        "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 1
+        "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 2
     )
     updates_per_generation: int = option(
         "Optimizer steps taken on each generation batch, one after another on its parts (verl's rollout batch / "
@@ -109,13 +110,13 @@ class RLConfig:
     )
     max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
     temperature: float = option("Sampling temperature of the rollouts.", 1.0)
-    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
+    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", 16)
     num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
     learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 2e-5)
     warmup_steps: float = option(
         "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps, rounded up). The first step "
         "runs at lr 0 and only fills Adam's moments: Adam's first update moves every weight by the full lr whatever "
-        "the gradient's size, on the few pairs of one step (README, Stage two).",
+        "the gradient's size, on the few pairs of one step (docs/findings.md).",
         0.25,
     )
     lr_scheduler_type: str = option(
@@ -143,7 +144,7 @@ class RLConfig:
     )
     filter_samples: int = option("Difficulty filter: samples per pair and order.", 4)
     validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
-    eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 4)
+    eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 5)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
     rollouts: str = option("Who generates the rollouts: trl (TRL's own generate, on the training weights) or vllm "
                            "(TRL's vLLM integration; CUDA GPUs and the `vllm` extra; settings in `vllm`).",
@@ -241,7 +242,7 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
         pair, slots = jobs[k]
         shown = [("AB", slots)]
         if both_orders:
-            shown.append(("BA", pair.slots(slots.chosen_slot, swap=True)))
+            shown.append(("BA", pair.shown(slots.chosen_slot, swap=True)))
         rows += [{"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
                  for name, s in shown]  # fmt: skip
     return rows
@@ -425,9 +426,9 @@ def grpo_trainer(cfg: RLConfig, args, model, tokenizer, rows: list[dict], callba
     from datasets import Dataset  # datasets and trl take seconds to import: only a run pays for them
     from trl import GRPOTrainer
 
-    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer
+    from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, trainer_class
 
-    trainer = SharedPrefixGRPOTrainer if cfg.shared_prefix else GRPOTrainer
+    trainer = trainer_class(cfg.shared_prefix, SharedPrefixGRPOTrainer, GRPOTrainer)
     return trainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
                    train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                    callbacks=callbacks or None)  # fmt: skip

@@ -2,8 +2,8 @@
 
 TRL's ``GRPOTrainer`` scores a completion with a forward (and backward) pass over its whole sequence,
 prompt and completion. The ``num_generations`` completions of a group share their prompt, so TRL runs
-that prompt once per completion: with the judge's ~250-token prompts and ~100-token chains, ~70% of the
-policy's forward and backward is the same prompt again (bench/rl_step.py, the step's split).
+that prompt once per completion: with the judge's ~250-token prompts and ~100-token chains, most of the
+policy's forward and backward is the same prompt again.
 
 :class:`SharedPrefixGRPOTrainer` (``shared_prefix: true`` in the stage config) overrides the one method
 that computes the per-token log-probs: each distinct prompt of a chunk runs once and fills a KV cache,
@@ -18,18 +18,55 @@ gradient checkpointing (no cache), PEFT-wrapped models, or a chunk whose prompts
 
 :class:`SharedPrefixSFTTrainer` (stage one, ``shared_prefix: true``) does the same for SFT, where every
 example of a batch is a different pair but all start with the same system text (the prompt format's
-instructions: 128 of the demo's ~300 tokens per example, most of RM-R1's ~860-token prompt): the longest
+instructions: about half of the demo's tokens per example, most of RM-R1's ~860-token prompt): the longest
 prefix that every row of the batch shares and that carries no loss runs once, and the rest of each row runs
 on its repeated KV cache. Same loss, metrics and gradients as TRL's pass (tests/test_stages.py).
+
+**The TRL coupling.** The GRPO override mirrors TRL 1.16's ``_get_per_token_logps_and_entropies`` (its
+``fused_lm_head`` forward, a ``(logps, entropies, aux_loss)`` 3-tuple, ``compute_aux_loss``), and the SFT one
+TRL 1.16's ``compute_loss``; both were checked with the versions in :data:`CHECKED`, which ``pyproject.toml``
+pins. With any other installed version the stages train with TRL's own trainers and say why in one log
+line (:func:`trainer_class`).
 """
 
 from __future__ import annotations
+
+import logging
+from importlib.metadata import version
 
 import torch
 from transformers import DynamicCache
 from trl import GRPOTrainer, SFTTrainer
 
+from reasrm.backends.hf import MIN_PREFIX  # a shorter shared prefix is not worth a second forward call
 from reasrm.models import cache_arg
+
+log = logging.getLogger(__name__)
+
+# The versions the overrides were checked against: [low, high) per package.
+CHECKED = {"trl": ((1, 16), (1, 17)), "transformers": ((5, 23), (5, 26))}
+
+
+def unchecked_versions() -> str | None:
+    """Why the overrides cannot be trusted with the installed packages, or None when they were checked."""
+    for package, (low, high) in CHECKED.items():
+        installed = tuple(int(part) for part in version(package).split(".")[:2])
+        if not low <= installed < high:
+            return (f"{package} {version(package)} is outside the versions the shared-prefix loss was checked with "
+                    f"({'.'.join(map(str, low))} to below {'.'.join(map(str, high))})")  # fmt: skip
+    return None
+
+
+def trainer_class(shared: bool, fast: type, plain: type) -> type:
+    """``fast`` (a shared-prefix trainer) when ``shared`` and the installed versions were checked, else
+    ``plain`` (TRL's), with one log line saying why."""
+    if not shared:
+        return plain
+    reason = unchecked_versions()
+    if reason is not None:
+        log.warning("shared_prefix: %s: training with TRL's own %s instead", reason, plain.__name__)
+        return plain
+    return fast
 
 
 class SharedPrefixGRPOTrainer(GRPOTrainer):
@@ -42,12 +79,12 @@ class SharedPrefixGRPOTrainer(GRPOTrainer):
         prompt_length = input_ids.size(1) - logits_to_keep
         starts, _ = _groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
         if (any(v is not None for v in extra.values()) or compute_aux_loss or prompt_length < 2
-                or _checkpointing(unwrapped) or hasattr(unwrapped, "peft_config")
+                or unwrapped.is_activation_checkpointing or hasattr(unwrapped, "peft_config")
                 or len(starts) == input_ids.size(0)):  # fmt: skip
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)  # fmt: skip
-        cache_kwarg = cache_arg(unwrapped)
+        cache_kwarg = cache_arg()
         batch_size = batch_size or input_ids.size(0)
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
@@ -75,11 +112,11 @@ class SharedPrefixSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        head = _loss_free_prefix(inputs) if set(inputs) <= {"input_ids", "attention_mask", "labels"} else 0
-        if (head < MIN_SHARED or self.aux_loss_enabled or _checkpointing(unwrapped)
+        head = loss_free_prefix(inputs) if set(inputs) <= {"input_ids", "attention_mask", "labels"} else 0
+        if (head < MIN_PREFIX or self.aux_loss_enabled or unwrapped.is_activation_checkpointing
                 or hasattr(unwrapped, "peft_config")):  # fmt: skip
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        ids, cache_kwarg = inputs["input_ids"], cache_arg(unwrapped)
+        ids, cache_kwarg = inputs["input_ids"], cache_arg()
         cache = DynamicCache(config=unwrapped.config)
         model(input_ids=ids[:1, :head], use_cache=True, logits_to_keep=1, **{cache_kwarg: cache})
         cache.batch_select_indices(torch.zeros(ids.size(0), dtype=torch.long, device=ids.device))  # differentiable
@@ -90,10 +127,7 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         return super().compute_loss(model, tail, return_outputs, num_items_in_batch)
 
 
-MIN_SHARED = 16  # a shorter shared prefix is not worth a second forward call
-
-
-def _loss_free_prefix(inputs: dict) -> int:
+def loss_free_prefix(inputs: dict) -> int:
     """How many leading tokens every row of an SFT batch shares, unpadded, with no loss on them nor on the
     token after (its label is scored from the prefix's last position, which the tail pass does not run)."""
     ids, mask, labels = inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"]
@@ -104,16 +138,6 @@ def _loss_free_prefix(inputs: dict) -> int:
         same &= (mask == 1).all(0)
     head = int(same.long().cumprod(0).sum())  # the run of positions where every row agrees from the start
     return max(0, min(head, ids.size(1)) - 1)
-
-
-def _checkpointing(model) -> bool:
-    # transformers 5 renamed is_gradient_checkpointing (deprecated, goes in v6) to is_activation_checkpointing
-    name = (
-        "is_activation_checkpointing"
-        if hasattr(type(model), "is_activation_checkpointing")
-        else "is_gradient_checkpointing"
-    )
-    return bool(getattr(model, name, False))
 
 
 def _groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,12 +54,24 @@ from reasrm.backends import (
 from reasrm.backends.cache import CachedBackend, CacheStats
 from reasrm.backends.vllm import VLLMSettings
 from reasrm.config import Problem, option
-from reasrm.data.pairs import Pair, Slots, other_slot
+from reasrm.data.pairs import Pair, Shown, other_slot
 from reasrm.prompts import JudgePrompt, escape
 from reasrm.rubrics import RubricPack, load_pack
 from reasrm.runs import Progress, ResumableJsonl, judge_in_chunks
 from reasrm.training.rewards import format_score
-from reasrm.verdict import EVAL, FAILED, JUSTIFY, RUBRIC, SOLUTION, TYPE, answer, element, parse_verdict, winner
+from reasrm.verdict import (
+    EVAL,
+    FAILED,
+    JUSTIFY,
+    RUBRIC,
+    SOLUTION,
+    TOO_LONG,
+    TYPE,
+    answer,
+    element,
+    parse_verdict,
+    winner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +92,6 @@ HINT_TELLS = (
 )  # fmt: skip
 _TELL = re.compile("|".join(re.escape(t) for t in HINT_TELLS), re.IGNORECASE)
 MENTIONS_HINT, MISSING_SECTIONS, WRONG_VERDICT = "mentions_hint", "missing_sections", "wrong_verdict"
-TOO_LONG = "too_long"
 
 
 @dataclass
@@ -97,7 +108,7 @@ class TeacherConfig:
     cache: str | None = option("Reply cache (sqlite) shared by reruns; null = teacher_cache.sqlite in the output.",
                                None)  # fmt: skip
     generation: GenerationConfig = option(
-        "How the teacher generates.", factory=lambda: GenerationConfig(max_new_tokens=1024)
+        "How the teacher generates.", factory=lambda: GenerationConfig(max_new_tokens=1024, batch_size=8)
     )
     vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
                                 factory=VLLMSettings)  # fmt: skip
@@ -123,7 +134,7 @@ class TeacherConfig:
 
 
 def generate_chains(
-    jobs: list[tuple[Pair, Slots]],
+    jobs: list[tuple[Pair, Shown]],
     prompt: JudgePrompt,
     cfg: TeacherConfig,
     path: str | Path,
@@ -170,7 +181,7 @@ def generate_chains(
     return records
 
 
-def _template_record(pair: Pair, slots: Slots, prompt: JudgePrompt) -> dict:
+def _template_record(pair: Pair, slots: Shown, prompt: JudgePrompt) -> dict:
     messages = prompt.messages(pair, slots)
     chain = template_chain(pair, slots, prompt.pack_for(pair))
     attempt = {"pass": 1, "sample": 0, "status": check_chain(Generation(chain, 0, 0, 0.0), slots, True)}
@@ -208,7 +219,7 @@ def _model_passes(part, prompt: JudgePrompt, cfg: TeacherConfig, backend, on_cal
     return [_record(pair, slots, messages[k], attempts[k], kept[k], failed[k]) for k, (pair, slots) in enumerate(part)]
 
 
-def check_chain(generation: Generation, slots: Slots, asks_sections: bool, hinted: bool = False) -> str:
+def check_chain(generation: Generation, slots: Shown, asks_sections: bool, hinted: bool = False) -> str:
     """``ok`` for a chain worth training on, else why not: ``failed`` / ``too_long`` (no chain), a strict
     verdict status (``missing``, ``several``, ...), ``wrong_verdict``, ``missing_sections`` (a section the
     prompt asked for is absent), ``mentions_hint`` (a pass-2 chain that gives the hint away)."""
@@ -238,7 +249,7 @@ def _asks_sections(messages: list[dict]) -> bool:
     return any(f"<{TYPE}>" in (m.get("content") or "") for m in messages)
 
 
-def _record(pair: Pair, slots: Slots, messages: list[dict], attempts: list[dict], chains: list[str], failed: str):
+def _record(pair: Pair, slots: Shown, messages: list[dict], attempts: list[dict], chains: list[str], failed: str):
     record = {"id": pair.id, "chosen_slot": slots.chosen_slot, "kept": bool(chains),
               "pass": attempts[-1]["pass"] if attempts else 1, "status": "ok" if chains else attempts[-1]["status"],
               "messages": messages, "chains": chains, "attempts": attempts}  # fmt: skip
@@ -327,7 +338,7 @@ def report_lines(report: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def template_chain(pair: Pair, slots: Slots, pack: RubricPack | None) -> str:
+def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None) -> str:
     """A chain in the RM-R1 structure built from the pair: the pack's criteria (or the shipped ``chat``
     pack's for a pair without one) or, for reasoning packs and pairs with a reference, the reference as
     the solution; quotes of both responses; the label as the verdict."""

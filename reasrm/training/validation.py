@@ -14,8 +14,8 @@ reward's). Reported next to each other, because plain accuracy hides a judge tha
 - ``completion_tokens``: mean completion length; ``right``: one character per pair ("1" right in both
   orders), for paired comparisons between checkpoints (``bench/learning.py``).
 
-``reasrm distill`` writes ``eval.json`` (before and after); ``reasrm rl`` appends one line per validation
-to ``validation.jsonl`` and logs it to the trainer's loggers.
+Both stages append one line per validation to ``validation.jsonl`` and log it to the trainer's loggers;
+``eval.json`` holds the first and the last.
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from collections import defaultdict
 from reasrm import processes
 from reasrm.backends import GenerationConfig
 from reasrm.data.build import collect, load_recipe
-from reasrm.data.pairs import Pair, Slot, assign_slots
+from reasrm.data.pairs import Pair, Shown, assign_slots
 from reasrm.prompts import JudgePrompt
 from reasrm.runs import Progress, right_in_both, summarize
 from reasrm.verdict import parse_verdict
 
 log = logging.getLogger(__name__)
 
-# Calls decoded together. On a CPU a decode step's matrix products run faster per row in bigger batches:
-# the demo's 200 calls took 87 s in one batch of 200 and 112 s in batches of 64, with the same verdicts.
+# Calls decoded together: on a CPU a decode step's matrix products run faster per row in bigger batches.
 BATCH = 200
 
 COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("both_right_chance", "chance"),
@@ -44,9 +43,10 @@ COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("both_right_chance
            ("a_rate", "A-rate"), ("flip_rate", "flip"), ("completion_tokens", "tokens"))  # fmt: skip
 
 
-def heldout_jobs(recipe: str, params: dict, n: int, seed: int) -> list[tuple[Pair, Slot]]:
-    """``n`` pairs of the recipe's held-out split (a subset drawn with ``seed``, in split order), each with the
-    slot ``assign_slots`` gives its first order; none (and a warning) when the recipe holds nothing out."""
+def heldout_jobs(recipe: str, params: dict, n: int, seed: int) -> list[tuple[Pair, Shown]]:
+    """``n`` pairs of the recipe's held-out split (a subset drawn with ``seed``, in split order), each shown in
+    the slots ``assign_slots`` gives its first order (as ``training_jobs`` shows the training pairs); none (and
+    a warning) when the recipe holds nothing out."""
     _, heldout, _, _ = collect(load_recipe(recipe, [f"{k}={v}" for k, v in params.items()]))
     if not heldout:
         log.warning("recipe %r has no held-out split: no validation (give the recipe a heldout.fraction)", recipe)
@@ -54,22 +54,22 @@ def heldout_jobs(recipe: str, params: dict, n: int, seed: int) -> list[tuple[Pai
     if n < len(heldout):
         keep = set(random.Random(seed).sample(range(len(heldout)), n))
         heldout = [p for k, p in enumerate(heldout) if k in keep]
-    return list(zip(heldout, assign_slots(heldout, seed), strict=True))
+    return [(pair, pair.shown(slot)) for pair, slot in zip(heldout, assign_slots(heldout, seed), strict=True)]
 
 
-def jobs_digest(jobs: list[tuple[Pair, Slot]]) -> str:
+def jobs_digest(jobs: list[tuple[Pair, Shown]]) -> str:
     """Names a validation set: two results are comparable when their digests are equal."""
-    return hashlib.sha256("\n".join(f"{p.id}:{s}" for p, s in jobs).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(f"{p.id}:{s.chosen_slot}" for p, s in jobs).encode()).hexdigest()[:16]
 
 
-def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
+def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int,
              batch_size: int = BATCH) -> dict:  # fmt: skip
     """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc.
     Under a launcher every rank judges its share of the pairs and every rank returns the same figures."""
     return figures(jobs, judge_heldout(model, tokenizer, prompt, jobs, max_new_tokens, batch_size), max_new_tokens)
 
 
-def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Slot]], max_new_tokens: int,
+def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int,
                   batch_size: int = BATCH) -> list[list[dict]]:  # fmt: skip
     """Each pair's two calls (``order``, ``chosen_slot``, ``tokens``, the strict ``verdict``), for every pair
     of ``jobs`` on every rank: each rank judges its contiguous share, and the shares are gathered. The model
@@ -86,7 +86,7 @@ def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, 
     world = processes.world_size()
     try:
         with Progress(2 * len(jobs), "validating") as bar:
-            judgements = judge.judge([p for p, _ in mine], both_orders=True, slots=[s for _, s in mine],
+            judgements = judge.judge([p for p, _ in mine], both_orders=True, slots=[s.chosen_slot for _, s in mine],
                                      on_call=lambda n: bar.update(n * world)) if mine else []  # fmt: skip
     finally:
         model.train(was_training)
@@ -96,7 +96,7 @@ def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, 
     return processes.gather(groups)
 
 
-def figures(jobs: list[tuple[Pair, Slot]], groups: list[list[dict]], max_new_tokens: int) -> dict:
+def figures(jobs: list[tuple[Pair, Shown]], groups: list[list[dict]], max_new_tokens: int) -> dict:
     """The module doc's figures of ``groups``, the calls of each pair of ``jobs`` in order."""
     stats = summarize(groups)
     right = [right_in_both(g) for g in groups]

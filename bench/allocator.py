@@ -66,15 +66,23 @@ def main() -> None:
         distill = ["distill", "stages/distill.yaml", f"max_steps={args.sft_steps}", "validation_pairs=0"]
         rows.append((name, "sft", timed([str(REASRM), *distill, f"output={sft}", "overwrite=true"], tunables)))
         start = start or sft / "final"
-        rl = ["rl", "stages/rl.yaml", f"model={start}", f"max_steps={args.rl_steps}", "validation_pairs=0",
-              "preflight=false"]  # fmt: skip
+        rl = [
+            "rl",
+            "stages/rl.yaml",
+            f"model={start}",
+            f"max_steps={args.rl_steps}",
+            "validation_pairs=0",
+            "preflight=false",
+        ]
         rows.append((name, "rl", timed([str(REASRM), *rl, f"output={work / f'rl{k}'}", "overwrite=true"], tunables)))
     base = {stage: m["runtime"] for name, stage, m in rows if name == next(iter(SETTINGS))}
     print(f"{args.sft_steps} SFT steps, {args.rl_steps} GRPO steps (work folder {work})")
     print(f"  {'setting':<28}{'stage':>6}{'runtime s':>11}{'user s':>9}{'sys s':>8}{'faults':>11}{'ratio':>7}")
     for name, stage, m in rows:
-        print(f"  {name:<28}{stage:>6}{m['runtime']:>11.1f}{m['user']:>9.1f}{m['sys']:>8.1f}{m['faults']:>11,}"
-              f"{m['runtime'] / base[stage]:>7.2f}")  # fmt: skip
+        print(
+            f"  {name:<28}{stage:>6}{m['runtime']:>11.1f}{m['user']:>9.1f}{m['sys']:>8.1f}{m['faults']:>11,}"
+            f"{m['runtime'] / base[stage]:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

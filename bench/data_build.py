@@ -35,15 +35,25 @@ def main() -> None:
         report = build(load_recipe("demo", [f"n={args.pairs}"]), out)
         built = time.perf_counter() - started
         kept = report["total"]["kept"]
-        print(f"build demo n={args.pairs}: {built:6.1f} s  ({args.pairs / built:,.0f} pairs/s generated; "
-              f"{kept:,} kept, {args.pairs - kept:,} duplicates dropped; train {report['splits']['train']:,}, "
-              f"held-out {report['splits']['heldout']:,})")  # fmt: skip
+        print(
+            f"build demo n={args.pairs}: {built:6.1f} s  ({args.pairs / built:,.0f} pairs/s generated; "
+            f"{kept:,} kept, {args.pairs - kept:,} duplicates dropped; train {report['splits']['train']:,}, "
+            f"held-out {report['splits']['heldout']:,})"
+        )
 
         pairs = load_built(out)[: args.checked]
         recipe = Path(tmp) / "check.yaml"
         against = [{"recipe": "rm-bench", "params": {"data_dir": args.data_dir}}]
-        recipe.write_text(yaml.safe_dump({"stage": "recipe", "name": "check", "sources": [{"name": "x", "path": "-"}],
-                                          "contamination": {"against": against, "ngram": 13}}))  # fmt: skip
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "stage": "recipe",
+                    "name": "check",
+                    "sources": [{"name": "x", "path": "-"}],
+                    "contamination": {"against": against, "ngram": 13},
+                }
+            )
+        )
         cfg = load_config(recipe, schema=RecipeConfig)
         started = time.perf_counter()
         hits = contamination_hits(cfg, pairs)

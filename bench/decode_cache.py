@@ -37,8 +37,12 @@ def dynamic_cache(config, prefix, rows: int, room: int) -> DynamicCache:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/demo/distill/final", help="a judge checkpoint")
-    parser.add_argument("--runs", nargs="+", default=["compact:100", "rm-r1-instruct:32"],
-                        help="FORMAT:PAIRS, each judged in both orders")  # fmt: skip
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["compact:100", "rm-r1-instruct:32"],
+        help="FORMAT:PAIRS, each judged in both orders",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

@@ -55,8 +55,9 @@ def plain_steps(model, batches: list[dict], lr: float, bf16: bool) -> list[float
     for batch in batches:
         started = time.perf_counter()
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                         labels=batch["labels"]).loss  # fmt: skip
+            loss = model(
+                input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"]
+            ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -73,17 +74,27 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         n = (args.steps + 1) * args.batch_size
-        cfg = load_config(ROOT / "stages" / "distill.yaml", [f"limit={n}", f"output={tmp}/run", "validation_pairs=0",
-                          f"max_steps={args.steps + 1}", f"per_device_train_batch_size={args.batch_size}",
-                          "save_steps=1000"], schema=DistillConfig)  # fmt: skip
+        cfg = load_config(
+            ROOT / "stages" / "distill.yaml",
+            [
+                f"limit={n}",
+                f"output={tmp}/run",
+                "validation_pairs=0",
+                f"max_steps={args.steps + 1}",
+                f"per_device_train_batch_size={args.batch_size}",
+                "save_steps=1000",
+            ],
+            schema=DistillConfig,
+        )
         prompt, jobs, output = prepare(cfg)
         examples = sft_examples(generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl"))
         tokenizer = load_tokenizer(cfg.model)
         trainers = {}
         for shared in (False, True):
             way = replace(cfg, shared_prefix=shared)
-            trainers[shared] = sft_trainer(way, sft_args(way, output / f"shared-{shared}"),
-                                           load_model(cfg.model).train(), tokenizer, examples, [])  # fmt: skip
+            trainers[shared] = sft_trainer(
+                way, sft_args(way, output / f"shared-{shared}"), load_model(cfg.model).train(), tokenizer, examples, []
+            )
         batches = [dict(b) for b in trainers[True].get_train_dataloader()][: args.steps + 1]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
         shared = statistics.median(loss_free_prefix(b) for b in batches)
@@ -101,16 +112,22 @@ def main() -> None:
 
     plain = statistics.median(before + after)
     compute = "bf16 autocast" if bf16 else "no autocast"
-    print(f"model {type(plain_model).__name__}, weights {plain_model.dtype} ({compute}), "
-          f"batch {args.batch_size} examples, {tokens:.0f} tokens per step on average ({shared:.0f} of each "
-          f"example's shared by the batch), {args.steps} timed steps per phase")  # fmt: skip
-    rows = [("(a) plain PyTorch loop (forward, backward, AdamW)", plain, len(before + after)),
-            ("(b) reasrm distill, shared_prefix=false (TRL's loss)", stage[False], args.steps),
-            ("(c) reasrm distill, shared_prefix=true (shipped)", stage[True], args.steps)]  # fmt: skip
+    print(
+        f"model {type(plain_model).__name__}, weights {plain_model.dtype} ({compute}), "
+        f"batch {args.batch_size} examples, {tokens:.0f} tokens per step on average ({shared:.0f} of each "
+        f"example's shared by the batch), {args.steps} timed steps per phase"
+    )
+    rows = [
+        ("(a) plain PyTorch loop (forward, backward, AdamW)", plain, len(before + after)),
+        ("(b) reasrm distill, shared_prefix=false (TRL's loss)", stage[False], args.steps),
+        ("(c) reasrm distill, shared_prefix=true (shipped)", stage[True], args.steps),
+    ]
     for name, seconds, n in rows:
         print(f"  {name:<54}{seconds:6.2f} s/step  (median of {n})")
-    print(f"  ratio b/a: {stage[False] / plain:.2f}, c/a: {stage[True] / plain:.2f} (target <= 1.3), "
-          f"c/b: {stage[True] / stage[False]:.2f}")  # fmt: skip
+    print(
+        f"  ratio b/a: {stage[False] / plain:.2f}, c/a: {stage[True] / plain:.2f} (target <= 1.3), "
+        f"c/b: {stage[True] / stage[False]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -97,12 +97,21 @@ def main() -> None:
     parser.add_argument("--levels", help="difficulty levels, e.g. 1,2 (with --mix or --families; default 1,2,3)")
     parser.add_argument("--skip-distill", metavar="CHECKPOINT", help="start RL from this stage-one checkpoint")
     parser.add_argument("--only", choices=sorted(RUNS), help="run one RL variant")
-    parser.add_argument("--validate-mix", action="store_true",
-                        help="also judge the start and each trained judge on the whole mix (~8 min each)")  # fmt: skip
-    parser.add_argument("--reuse", action="store_true",
-                        help="skip an RL run whose output already holds eval.json and use its figures")  # fmt: skip
-    parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
-                        help="an override for both RL runs, e.g. --rl scale_rewards=none (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--validate-mix",
+        action="store_true",
+        help="also judge the start and each trained judge on the whole mix (~8 min each)",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="skip an RL run whose output already holds eval.json and use its figures"
+    )
+    parser.add_argument(
+        "--rl",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for both RL runs, e.g. --rl scale_rewards=none (repeatable)",
+    )
     args = parser.parse_args()
     out = Path(args.output)
     args.mix = args.mix or bool(args.families)
@@ -113,16 +122,24 @@ def main() -> None:
     accumulate = args.accumulate or max(1, args.completions // 32) * (2 if args.mix else 1)
     if args.completions % (8 * accumulate):
         parser.error(f"--completions {args.completions}: not whole groups of 8 in {accumulate} loss passes")
-    batch = [f"per_device_train_batch_size={args.completions // accumulate}",
-             f"gradient_accumulation_steps={accumulate}"]  # fmt: skip
+    batch = [
+        f"per_device_train_batch_size={args.completions // accumulate}",
+        f"gradient_accumulation_steps={accumulate}",
+    ]
     seconds = {}
     start = args.skip_distill or str(out / "distill" / "final")
     if not args.skip_distill:
         # Validated on the RL runs' pairs: both RL runs then start from these figures instead of measuring again.
-        seconds["distill"] = reasrm("distill", "stages/distill.yaml", data, f"limit={args.chains}",
-                                    f"validation_pairs={args.pairs}", f"validation_max_new_tokens={length}",
-                                    f"output={out / 'distill'}",
-                                    "overwrite=true")  # fmt: skip
+        seconds["distill"] = reasrm(
+            "distill",
+            "stages/distill.yaml",
+            data,
+            f"limit={args.chains}",
+            f"validation_pairs={args.pairs}",
+            f"validation_max_new_tokens={length}",
+            f"output={out / 'distill'}",
+            "overwrite=true",
+        )
     results = {}
     for name, extra in RUNS.items():
         if args.only and name != args.only:
@@ -131,10 +148,21 @@ def main() -> None:
             print(f"{name}: reusing {out / name} (--reuse)")
             results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
             continue
-        seconds[name] = reasrm("rl", "stages/rl.yaml", f"model={start}", data, f"max_steps={args.steps}",
-                               f"max_completion_length={length}", f"validation_pairs={args.pairs}", "eval_steps=0",
-                               f"output={out / name}",
-                               "overwrite=true", *batch, *extra, *args.rl)  # fmt: skip
+        seconds[name] = reasrm(
+            "rl",
+            "stages/rl.yaml",
+            f"model={start}",
+            data,
+            f"max_steps={args.steps}",
+            f"max_completion_length={length}",
+            f"validation_pairs={args.pairs}",
+            "eval_steps=0",
+            f"output={out / name}",
+            "overwrite=true",
+            *batch,
+            *extra,
+            *args.rl,
+        )
         results[name] = json.loads((out / name / "eval.json").read_text(encoding="utf-8"))
 
     first = next(iter(results.values()))["before"]
@@ -150,8 +178,10 @@ def main() -> None:
             b, a = before["by_family"][family], after["by_family"][family]
             print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
         gain, low, high = bootstrap(before["right"], after["right"])
-        print(f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
-              f"   95% CI [{low:+.3f}, {high:+.3f}]")  # fmt: skip
+        print(
+            f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
+            f"   95% CI [{low:+.3f}, {high:+.3f}]"
+        )
         for key in ("valid", "a_rate", "flip_rate", "accuracy"):
             b, a = before.get(key), after.get(key)
             print(f"{name:<16}{key:<20}{_f(b):>8}{_f(a):>8}")
@@ -168,8 +198,10 @@ def main() -> None:
                 b, a = before["by_family"][family], after["by_family"].get(family, 0.0)
                 print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
             gain, low, high = bootstrap(before["right"], after["right"])
-            print(f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
-                  f"   95% CI [{low:+.3f}, {high:+.3f}]")  # fmt: skip
+            print(
+                f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
+                f"   95% CI [{low:+.3f}, {high:+.3f}]"
+            )
             for key in ("both_right_chance", "valid", "a_rate", "flip_rate", "accuracy"):
                 print(f"{name:<16}{key:<20}{_f(before.get(key)):>8}{_f(after.get(key)):>8}")
     print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))

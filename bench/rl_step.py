@@ -54,12 +54,25 @@ def plain_trl(cfg: RLConfig, model, tokenizer, rows, output: Path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    args = GRPOConfig(num_generations=cfg.num_generations, per_device_train_batch_size=cfg.per_device_train_batch_size,
-                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
-                      max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=cfg.loss_type,
-                      shuffle_dataset=False, **trainer_args(output, cfg))  # fmt: skip
-    return GRPOTrainer(model=model.train(), reward_funcs=verdict_reward, args=args,
-                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer)  # fmt: skip
+    args = GRPOConfig(
+        num_generations=cfg.num_generations,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        shuffle_dataset=False,
+        **trainer_args(output, cfg),
+    )
+    return GRPOTrainer(
+        model=model.train(),
+        reward_funcs=verdict_reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
 
 
 def main() -> None:
@@ -78,13 +91,22 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for way in args.ways.split(","):
-            cfg = load_config(ROOT / "stages" / "rl.yaml", [
-                f"num_generations={args.generations}", f"per_device_train_batch_size={args.batch}",
-                "gradient_accumulation_steps=1",
-                f"max_completion_length={args.max_completion_length}", f"max_steps={args.steps + 1}",
-                "rewards=[verdict]", "reward_weights=null", f"output={tmp}/{way}", "save_steps=1000",
-                f"shared_prefix={not args.no_shared_prefix}"],
-                schema=RLConfig)  # fmt: skip
+            cfg = load_config(
+                ROOT / "stages" / "rl.yaml",
+                [
+                    f"num_generations={args.generations}",
+                    f"per_device_train_batch_size={args.batch}",
+                    "gradient_accumulation_steps=1",
+                    f"max_completion_length={args.max_completion_length}",
+                    f"max_steps={args.steps + 1}",
+                    "rewards=[verdict]",
+                    "reward_weights=null",
+                    f"output={tmp}/{way}",
+                    "save_steps=1000",
+                    f"shared_prefix={not args.no_shared_prefix}",
+                ],
+                schema=RLConfig,
+            )
             rows = grpo_rows(prompt, training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed), True, cfg.seed)
             model = load_model(args.model)
             if way == "a":

@@ -30,10 +30,25 @@ def start(model: str | None, prompt_format: str, max_new_tokens: int, *extra: st
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "reasrm.cli", "serve", *(["--model", model] if model else []), "--prompt-format",
-         prompt_format, "--port", str(port), "--api-key", KEY, "--max-new-tokens", str(max_new_tokens), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reasrm.cli",
+            "serve",
+            *(["--model", model] if model else []),
+            "--prompt-format",
+            prompt_format,
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--max-new-tokens",
+            str(max_new_tokens),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -96,17 +111,21 @@ def main() -> None:
         process.wait(timeout=30)
     # Greedy decoding: the same request must get the same reply whether it was batched or alone.
     mismatched = sum(busy["texts"][i] != single["texts"][i] for i in range(args.requests))
-    summary = {"busy": {k: v for k, v in busy.items() if k != "texts"},
-               "single": {k: v for k, v in single.items() if k != "texts"},
-               "batched_reply_mismatches": mismatched,
-               "gain": busy["requests_per_s"] / single["requests_per_s"]}  # fmt: skip
+    summary = {
+        "busy": {k: v for k, v in busy.items() if k != "texts"},
+        "single": {k: v for k, v in single.items() if k != "texts"},
+        "batched_reply_mismatches": mismatched,
+        "gain": busy["requests_per_s"] / single["requests_per_s"],
+    }
     if args.json:
         print(json.dumps(summary))
         return
     for r in (busy, single):
-        print(f"concurrency {r['concurrency']:2d}: {r['requests']} requests, {r['errors']} errors, "
-              f"{r['replies']} distinct replies, p50 {1000 * r['p50_s']:.0f} ms, p95 {1000 * r['p95_s']:.0f} ms, "
-              f"{r['requests_per_s']:.1f} requests/s")  # fmt: skip
+        print(
+            f"concurrency {r['concurrency']:2d}: {r['requests']} requests, {r['errors']} errors, "
+            f"{r['replies']} distinct replies, p50 {1000 * r['p50_s']:.0f} ms, p95 {1000 * r['p95_s']:.0f} ms, "
+            f"{r['requests_per_s']:.1f} requests/s"
+        )
     print(
         f"batching gain (requests/s at {args.concurrency} vs 1): {summary['gain']:.2f}x; "
         f"replies differing between batched and alone: {mismatched}"

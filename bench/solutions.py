@@ -91,8 +91,11 @@ def main() -> None:
     for checkpoint in args.checkpoints:
         print(f"judging {len(jobs)} pairs in both orders with {checkpoint}", file=sys.stderr, flush=True)
         generation = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=200)
-        judge = Judge(HFBackend(load_model(checkpoint).eval(), load_tokenizer(checkpoint)),
-                      judge_prompt(checkpoint, read_card(checkpoint)), generation)  # fmt: skip
+        judge = Judge(
+            HFBackend(load_model(checkpoint).eval(), load_tokenizer(checkpoint)),
+            judge_prompt(checkpoint, read_card(checkpoint)),
+            generation,
+        )
         judgements = judge.judge([p for p, _ in jobs], both_orders=True, slots=[s.chosen_slot for _, s in jobs])
         table = tally(jobs, judgements)
         print(f"\n{checkpoint}: per call, {len(jobs)} whole-mix pairs in both orders, greedy")

@@ -38,9 +38,16 @@ def run_teacher(url: str, output: Path, pairs: int, concurrency: int, max_new_to
     from reasrm.training.distill import DistillConfig, prepare
     from reasrm.training.teacher import generate_chains
 
-    overrides = ["teacher.backend=openai", f"teacher.base_url={url}/v1", "teacher.model=judge",
-                 f"teacher.concurrency={concurrency}", f"teacher.generation.max_new_tokens={max_new_tokens}",
-                 "teacher.hint_pass=false", f"limit={pairs}", f"output={output}"]  # fmt: skip
+    overrides = [
+        "teacher.backend=openai",
+        f"teacher.base_url={url}/v1",
+        "teacher.model=judge",
+        f"teacher.concurrency={concurrency}",
+        f"teacher.generation.max_new_tokens={max_new_tokens}",
+        "teacher.hint_pass=false",
+        f"limit={pairs}",
+        f"output={output}",
+    ]
     if cache is not None:
         overrides.append(f"teacher.cache={cache}")
     cfg = load_config(ROOT / "stages" / "distill.yaml", overrides, schema=DistillConfig)
@@ -77,8 +84,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             one = run_teacher(url, Path(tmp, "c1"), args.pairs, 1, args.max_new_tokens, None)
             many = run_teacher(url, Path(tmp, "cN"), args.pairs, args.concurrency, args.max_new_tokens, None)
-            rerun = run_teacher(url, Path(tmp, "again"), args.pairs, args.concurrency, args.max_new_tokens,
-                                Path(tmp, "cN", "teacher_cache.sqlite"))  # fmt: skip
+            rerun = run_teacher(
+                url,
+                Path(tmp, "again"),
+                args.pairs,
+                args.concurrency,
+                args.max_new_tokens,
+                Path(tmp, "cN", "teacher_cache.sqlite"),
+            )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -89,8 +102,10 @@ def main() -> None:
         print(json.dumps(summary))
         return
     for name, r in zip(("concurrency 1", f"concurrency {args.concurrency}", "rerun, full cache"), runs, strict=True):
-        print(f"{name:<18} {r['pairs']} pairs in {r['seconds']:6.1f} s = {r['pairs_per_s']:6.2f} pairs/s; server "
-              f"saw {r['server_requests']} requests, {r['cache_hits']} from the cache, {r['kept']} kept")  # fmt: skip
+        print(
+            f"{name:<18} {r['pairs']} pairs in {r['seconds']:6.1f} s = {r['pairs_per_s']:6.2f} pairs/s; server "
+            f"saw {r['server_requests']} requests, {r['cache_hits']} from the cache, {r['kept']} kept"
+        )
     print(
         f"throughput ratio, concurrency {args.concurrency} vs 1: {summary['ratio']:.2f}x; "
         f"rerun over a complete cache: {rerun['server_requests']} requests, same chains.jsonl: {same}"

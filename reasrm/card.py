@@ -86,8 +86,9 @@ def read_card(name_or_path: str | None) -> JudgeCard | None:
         return None
 
 
-def judge_prompt(name_or_path: str | None, card: JudgeCard | None, prompt_format: str | None = None,
-                 rubric: str | None = None) -> JudgePrompt:  # fmt: skip
+def judge_prompt(
+    name_or_path: str | None, card: JudgeCard | None, prompt_format: str | None = None, rubric: str | None = None
+) -> JudgePrompt:
     """How the checkpoint ``name_or_path`` (None: the embedded default) with ``card`` is prompted: the
     format named here, else the card's, else the embedded default's; the card's pack as the default
     pack; ``rubric`` forced on every pair."""
@@ -109,8 +110,9 @@ def check_pack_versions(used: dict[str, int], card: JudgeCard | None) -> None:
     for pack, version in used.items():
         if pack in trained and trained[pack] != version and (pack, version) not in _warned:
             _warned.add((pack, version))
-            log.warning("rubric pack %s is at version %d; this judge was trained with version %d",
-                        pack, version, trained[pack])  # fmt: skip
+            log.warning(
+                "rubric pack %s is at version %d; this judge was trained with version %d", pack, version, trained[pack]
+            )
 
 
 _warned: set[tuple[str, int]] = set()

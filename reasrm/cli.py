@@ -156,15 +156,31 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_eval)
 
     for name, func, text, example in (
-        ("distill", _stage, "stage one: teacher chains, then SFT of the judge",
-         "reasrm distill stages/distill.yaml recipe=support rubric=support max_steps=4"),
-        ("rl", _stage, "stage two: GRPO of the judge with verifiable rewards",
-         "reasrm rl stages/rl.yaml model=runs/distill/final max_steps=2"),
-        ("teacher", _teacher, "only the teacher chains of a distill config (chains.jsonl, resumable)",
-         "reasrm teacher stages/distill.yaml teacher.backend=openai teacher.base_url=URL teacher.model=NAME"),
-        ("policy", _stage, "train a policy with the judge's pairwise verdicts as its GRPO reward",
-         "reasrm policy stages/policy_grpo.yaml max_steps=2"),
-    ):  # fmt: skip
+        (
+            "distill",
+            _stage,
+            "stage one: teacher chains, then SFT of the judge",
+            "reasrm distill stages/distill.yaml recipe=support rubric=support max_steps=4",
+        ),
+        (
+            "rl",
+            _stage,
+            "stage two: GRPO of the judge with verifiable rewards",
+            "reasrm rl stages/rl.yaml model=runs/distill/final max_steps=2",
+        ),
+        (
+            "teacher",
+            _teacher,
+            "only the teacher chains of a distill config (chains.jsonl, resumable)",
+            "reasrm teacher stages/distill.yaml teacher.backend=openai teacher.base_url=URL teacher.model=NAME",
+        ),
+        (
+            "policy",
+            _stage,
+            "train a policy with the judge's pairwise verdicts as its GRPO reward",
+            "reasrm policy stages/policy_grpo.yaml max_steps=2",
+        ),
+    ):
         sub = commands.add_parser(name, help=text, description=text, epilog=f"example: {example}")
         sub.add_argument("config", metavar="CONFIG.yaml")
         sub.add_argument("overrides", nargs="*", metavar="key=value")
@@ -172,30 +188,34 @@ def _parser() -> argparse.ArgumentParser:
 
     rubric = commands.add_parser("rubric", help="author rubric packs: new, validate, show, try")
     rubric_commands = rubric.add_subparsers(dest="rubric_command", required=True, metavar="COMMAND")
-    new = rubric_commands.add_parser("new", help="write a commented skeleton pack",
-                                     epilog="example: reasrm rubric new sql --domain sql")  # fmt: skip
+    new = rubric_commands.add_parser(
+        "new", help="write a commented skeleton pack", epilog="example: reasrm rubric new sql --domain sql"
+    )
     new.add_argument("name", help="pack id (also the file name)")
     new.add_argument("--domain", required=True, help="the domain the pack judges")
     new.add_argument("--dir", default="rubrics", help="folder to write it in (default: ./rubrics)")
     new.set_defaults(func=_rubric_new)
     check = rubric_commands.add_parser(
-        "validate", help="check packs; report every problem at once (exit 2 on problems)",
+        "validate",
+        help="check packs; report every problem at once (exit 2 on problems)",
         epilog="example: reasrm rubric validate rubrics/",
-    )  # fmt: skip
+    )
     check.add_argument("paths", nargs="+", metavar="PATH", help="pack files, or folders searched recursively")
     check.set_defaults(func=_rubric_validate)
     show = rubric_commands.add_parser(
-        "show", help="print the judge conversation a pack renders",
+        "show",
+        help="print the judge conversation a pack renders",
         epilog="example: reasrm rubric show support --pair data_recipes/examples/support_pairs.jsonl:2",
-    )  # fmt: skip
+    )
     show.add_argument("name", metavar="NAME", help="pack id or .yaml path")
     show.add_argument("--pair", metavar="FILE:LINE", help="render this pair (default: placeholders)")
     show.add_argument("--seed", type=int, default=0, help="seeds the slot of the chosen response")
     show.set_defaults(func=_rubric_show)
     try_ = rubric_commands.add_parser(
-        "try", help="judge a few pairs with a pack; print verdicts and <eval> beside the labels",
+        "try",
+        help="judge a few pairs with a pack; print verdicts and <eval> beside the labels",
         epilog="example: reasrm rubric try support --pairs data_recipes/examples/support_pairs.jsonl --limit 3",
-    )  # fmt: skip
+    )
     try_.add_argument("name", metavar="NAME", help="pack id or .yaml path")
     try_.add_argument("--pairs", required=True, help="JSONL of pairs")
     try_.add_argument("--model", help="the judge (default: the embedded default)")
@@ -258,13 +278,18 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpu-memory", type=float, required=True, help="memory of one GPU in GB, e.g. 80")
     plan.add_argument("--nodes", type=int, default=1, help="nodes the GPUs are on (default 1)")
     plan.add_argument("--strategy", default="zero3", help="ddp, zero2, zero3 (default) or fsdp: the one judged")
-    plan.add_argument("--model-config", help="the model's config.json, its folder or hub id (default: the config's "
-                      "model, else a preset's model_config.json)")  # fmt: skip
+    plan.add_argument(
+        "--model-config",
+        help="the model's config.json, its folder or hub id (default: the config's "
+        "model, else a preset's model_config.json)",
+    )
     plan.add_argument("--prompt-tokens", type=int, default=2048, help="rl: prompt length planned for (default 2048)")
     plan.set_defaults(func=_plan)
     commands.choices["validate"].add_argument(
-        "--config-only", action="store_true",
-        help="check the config alone, not what this machine and launch lack (a GPU config on a laptop)")  # fmt: skip
+        "--config-only",
+        action="store_true",
+        help="check the config alone, not what this machine and launch lack (a GPU config on a laptop)",
+    )
     _add_quiet(parser)
     return parser
 
@@ -317,10 +342,16 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     b = result["bias"]
     print(table(result))
-    log.info("%s: headline %.1f over %d pairs (%d invalid calls); A-rate %s, flip rate %s; report: %s/report.md",
-             cfg.benchmark, 100 * result["headline"], result["pairs"], result["invalid"],
-             "-" if b["a_rate"] is None else f"{b['a_rate']:.2f}",
-             "-" if b["flip_rate"] is None else f"{b['flip_rate']:.2f}", cfg.output)  # fmt: skip
+    log.info(
+        "%s: headline %.1f over %d pairs (%d invalid calls); A-rate %s, flip rate %s; report: %s/report.md",
+        cfg.benchmark,
+        100 * result["headline"],
+        result["pairs"],
+        result["invalid"],
+        "-" if b["a_rate"] is None else f"{b['a_rate']:.2f}",
+        "-" if b["flip_rate"] is None else f"{b['flip_rate']:.2f}",
+        cfg.output,
+    )
     return 0
 
 
@@ -364,9 +395,13 @@ def _teacher(args: argparse.Namespace) -> int:
     _quiet_transformers()
     prompt, jobs, output = prepare(cfg)
     records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
-    log.info("wrote %s: %d of %d chains kept (continue it with resume=true; `reasrm distill %s resume=true` "
-             "trains on them)", output / "chains.jsonl", sum(r["kept"] for r in records), len(records),
-             args.config)  # fmt: skip
+    log.info(
+        "wrote %s: %d of %d chains kept (continue it with resume=true; `reasrm distill %s resume=true` trains on them)",
+        output / "chains.jsonl",
+        sum(r["kept"] for r in records),
+        len(records),
+        args.config,
+    )
     return 0
 
 
@@ -403,13 +438,19 @@ def _rubric_show(args: argparse.Namespace) -> int:
     if args.pair:
         pair = pair_at(args.pair)
     else:
-        pair = Pair("example", ({"role": "user", "content": "(the client's question)"},),
-                    chosen="(the chosen response)", rejected="(the rejected response)",
-                    reference="(the reference answer)" if pack.reference != "ignore" else None)  # fmt: skip
+        pair = Pair(
+            "example",
+            ({"role": "user", "content": "(the client's question)"},),
+            chosen="(the chosen response)",
+            rejected="(the rejected response)",
+            reference="(the reference answer)" if pack.reference != "ignore" else None,
+        )
     prompt = JudgePrompt.create("rm-r1-instruct", forced_rubric=args.name)
     slots = pair.shown(*assign_slots([pair], args.seed))
-    print(f"# rubric pack {pack.label} ({pack_path(args.name)}); prompt format {pack.format_id}; pair {pair.id}"
-          + (f", chosen response in slot {slots.chosen_slot}" if slots.chosen_slot else ""))  # fmt: skip
+    print(
+        f"# rubric pack {pack.label} ({pack_path(args.name)}); prompt format {pack.format_id}; pair {pair.id}"
+        + (f", chosen response in slot {slots.chosen_slot}" if slots.chosen_slot else "")
+    )
     for message in prompt.messages(pair, slots):
         print(f"\n===== {message['role']} =====\n{message['content']}")
     return 0
@@ -438,8 +479,10 @@ def _rubric_try(args: argparse.Namespace) -> int:
         evaluation = j.verdict.evaluation or j.text
         print(f"  {'eval' if j.verdict.evaluation else 'text'}  {_clip(evaluation, 400)}")
     labelled = sum(p.labelled for p in pairs)
-    print(f"\n{pack.label}: {right} of {labelled} labelled pairs judged right; statuses: "
-          + ", ".join(f"{s} {n}" for s, n in _count(j.status for j in judgements)))  # fmt: skip
+    print(
+        f"\n{pack.label}: {right} of {labelled} labelled pairs judged right; statuses: "
+        + ", ".join(f"{s} {n}" for s, n in _count(j.status for j in judgements))
+    )
     return 0
 
 
@@ -457,8 +500,9 @@ def _serve(args: argparse.Namespace) -> int:
     from reasrm.serve import serve
 
     _quiet_transformers()
-    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                  max_prompt_tokens=args.max_prompt_tokens)  # fmt: skip
+    generation = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens
+    )
     judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation, args.rubric)
     name = args.model or "reasrm-embedded-default"
     serve(judge, name, args.host, args.port, args.api_key or os.environ.get("REASRM_API_KEY"))
@@ -469,16 +513,21 @@ def _data_build(args: argparse.Namespace) -> int:
     from reasrm.data.build import build, load_recipe
 
     report = build(load_recipe(args.recipe, args.overrides), args.output, overwrite=args.overwrite)
-    log.info("wrote %s: %d train and %d held-out pairs", args.output, report["splits"]["train"],
-             report["splits"]["heldout"])  # fmt: skip
+    log.info(
+        "wrote %s: %d train and %d held-out pairs", args.output, report["splits"]["train"], report["splits"]["heldout"]
+    )
     for name, source in report["sources"].items():
         dropped = ", ".join(f"{k} {v}" for k, v in source["dropped"].items()) or "none"
         log.info("  %-16s read %d, kept %d, dropped: %s", name, source["read"], source["kept"], dropped)
     hits = report["contamination"]["hits"]
     if report["contamination"]["checked"]:
         action = "dropped" if report["contamination"]["dropped"] else "kept, flagged in report.json"
-        log.info("  contamination: %d of %d pairs share an n-gram with an evaluation prompt (%s)",
-                 len(hits), report["contamination"]["checked"], action)  # fmt: skip
+        log.info(
+            "  contamination: %d of %d pairs share an n-gram with an evaluation prompt (%s)",
+            len(hits),
+            report["contamination"]["checked"],
+            action,
+        )
     return 0
 
 
@@ -498,8 +547,9 @@ def _plan(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.overrides, machine=False)
     if cfg.stage not in ("distill", "rl"):
         raise ReasrmConfigError(f"{args.config}: reasrm plan reads distill and rl configs, not {cfg.stage!r}")
-    out = plan(cfg, args.config, args.gpus, args.gpu_memory, args.nodes, args.strategy, args.model_config,
-               args.prompt_tokens)  # fmt: skip
+    out = plan(
+        cfg, args.config, args.gpus, args.gpu_memory, args.nodes, args.strategy, args.model_config, args.prompt_tokens
+    )
     print("\n".join(lines(out, args.config)))
     return 0
 

@@ -105,8 +105,9 @@ def _overlay(below: dict, above: dict) -> dict:
     return merged
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, schema: type,
-                machine: bool = True):  # fmt: skip
+def load_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, schema: type, machine: bool = True
+):
     """Read ``path`` (optional) as ``schema``, apply ``key=value`` overrides, check everything, return the
     dataclass. Raises :class:`ReasrmConfigError` listing every problem, one per line: the schema's
     ``check()`` and, with ``machine``, its ``machine_check()`` (what this machine and launch cannot run:
@@ -136,8 +137,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         return where
 
     dropped: set[str] = set()  # key paths whose value was refused (reported once, not again as missing)
-    data = _checked(schema, data, "", lambda key: lines.get(key, where), problems,
-                    dropped)  # fmt: skip
+    data = _checked(schema, data, "", lambda key: lines.get(key, where), problems, dropped)
     provided = [data]
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -151,10 +151,14 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         except yaml.YAMLError:
             value = raw
         set_by[key] = f"override {item!r}"
-        provided.append(_checked(schema, _nest(key, value), "", lambda _key, item=item: f"override {item!r}",
-                                 problems, dropped))  # fmt: skip
-    missing = [(key, parent) for key, parent in _required(schema, data, "")
-               if key not in dropped and not any(_has(d, key) for d in provided)]  # fmt: skip
+        provided.append(
+            _checked(schema, _nest(key, value), "", lambda _key, item=item: f"override {item!r}", problems, dropped)
+        )
+    missing = [
+        (key, parent)
+        for key, parent in _required(schema, data, "")
+        if key not in dropped and not any(_has(d, key) for d in provided)
+    ]
     for key, parent in missing:
         hint = f"set it in the file or pass {key}=..." if "[" not in key else "set it in the file"
         problems.append(f"{locate(parent) if parent else where}: {key}: missing: {hint}")
@@ -294,8 +298,7 @@ def _checked(schema: type, data: dict, prefix: str, where, problems: list[str], 
             items = []
             for i, item in enumerate(value):
                 if isinstance(item, dict):
-                    items.append(_checked(_section_list(hints[key]), item, f"{full}[{i}].", where, problems,
-                                          dropped))  # fmt: skip
+                    items.append(_checked(_section_list(hints[key]), item, f"{full}[{i}].", where, problems, dropped))
                 else:
                     problems.append(f"{where(f'{full}[{i}]')}: {full}[{i}]: expected a mapping, got {item!r}")
             kept[key] = items

@@ -80,8 +80,9 @@ class RoundRobinReward:
     other samples of the same prompt, which is what GRPO's group-relative advantage uses anyway.
     """
 
-    def __init__(self, judge, num_generations: int, opponents: int | None = None, score: str = "bradley_terry",
-                 seed: int = 0):  # fmt: skip
+    def __init__(
+        self, judge, num_generations: int, opponents: int | None = None, score: str = "bradley_terry", seed: int = 0
+    ):
         if num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 to compare completions, got {num_generations}")
         if score not in ("bradley_terry", "win_rate"):
@@ -89,7 +90,12 @@ class RoundRobinReward:
         if opponents is not None and not 1 <= opponents < num_generations:
             raise ValueError(f"opponents must be in [1, {num_generations - 1}], got {opponents}")
         self.judge, self.num_generations, self.opponents, self.score, self.seed = (
-            judge, num_generations, opponents, score, seed)  # fmt: skip
+            judge,
+            num_generations,
+            opponents,
+            score,
+            seed,
+        )
         self.__name__ = f"round_robin_{score}"
 
     def __call__(self, prompts, completions, **columns) -> list[float]:

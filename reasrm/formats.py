@@ -21,8 +21,14 @@ from reasrm.resources import rubrics_dir
 # What templates may name. A system template is filled from a rubric pack (a format whose system
 # template names any of these renders packs and needs one); the user templates from the pair
 # (``reference`` is the "[Reference Answer]" block, or empty).
-SYSTEM_PLACEHOLDERS = ("domain", "description", "criteria", "hard_constraints", "weights_justification",
-                       "reference_usage")  # fmt: skip
+SYSTEM_PLACEHOLDERS = (
+    "domain",
+    "description",
+    "criteria",
+    "hard_constraints",
+    "weights_justification",
+    "reference_usage",
+)
 USER_PLACEHOLDERS = ("question", "answer_a", "answer_b", "conversation_1", "conversation_2", "reference")
 
 
@@ -43,8 +49,11 @@ class PromptFormat:
 
     def check(self) -> list[Problem]:
         problems = []
-        for key, allowed in (("system", SYSTEM_PLACEHOLDERS), ("user_single_turn", USER_PLACEHOLDERS),
-                             ("user_multi_turn", USER_PLACEHOLDERS)):  # fmt: skip
+        for key, allowed in (
+            ("system", SYSTEM_PLACEHOLDERS),
+            ("user_single_turn", USER_PLACEHOLDERS),
+            ("user_multi_turn", USER_PLACEHOLDERS),
+        ):
             try:
                 names = placeholders(getattr(self, key) or "")
             except ValueError as e:  # an unbalanced brace

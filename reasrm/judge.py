@@ -108,8 +108,9 @@ class Batch:
 
 
 class Judge:
-    def __init__(self, backend, prompt: JudgePrompt, generation: GenerationConfig | None = None,
-                 card: JudgeCard | None = None):  # fmt: skip
+    def __init__(
+        self, backend, prompt: JudgePrompt, generation: GenerationConfig | None = None, card: JudgeCard | None = None
+    ):
         self.backend = backend
         self.prompt = prompt
         self.generation = generation or GenerationConfig()
@@ -146,8 +147,13 @@ class Judge:
         batch = self.prepare(pairs, both_orders, seed, slots)
         return self.finish(batch, self.backend.generate(batch.conversations, self.generation, on_batch=on_call))
 
-    def prepare(self, pairs: Iterable[Pair | dict], both_orders: bool = False, seed: int = 0,
-                slots: Sequence[Slot | None] | None = None) -> Batch:  # fmt: skip
+    def prepare(
+        self,
+        pairs: Iterable[Pair | dict],
+        both_orders: bool = False,
+        seed: int = 0,
+        slots: Sequence[Slot | None] | None = None,
+    ) -> Batch:
         """Validate and render: the judge conversations to generate for these pairs."""
         pairs = [p if isinstance(p, Pair) else pair_from_dict(p, f"pairs[{i}]") for i, p in enumerate(pairs)]
         self.prompt.check(pairs)

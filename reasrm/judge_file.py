@@ -47,8 +47,9 @@ class JudgeConfig:
     resume: bool = option("Continue an interrupted run: skip pairs already in the output.", False)
     overwrite: bool = option("Replace an existing output file.", False)
     generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
-    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
-                                factory=VLLMSettings)  # fmt: skip
+    vllm: VLLMSettings = option(
+        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
+    )
 
     def machine_check(self) -> list[Problem]:
         return backend_machine_problems(self.backend, vllm=self.vllm)

@@ -36,8 +36,11 @@ _TAG = re.compile(rf"<\s*(/?)\s*({'|'.join(TAGS)})\s*>", re.IGNORECASE)
 _MARKER = re.compile(r"\[\[\s*([ab])\s*\]\]", re.IGNORECASE)
 # Frame lines and their look-alikes: spaces inside the brackets, full-width and other bracket forms.
 _OPEN, _CLOSE = "[\\[\uff3b\u3010\u3014\u27e6\u301a]", "[\\]\uff3d\u3011\u3015\u27e7\u301b]"
-_FRAME = re.compile(rf"{_OPEN}\s*((?:The\s+(?:Start|End)\s+of\s[^\n\]\uff3d\u3011\u3015\u27e7\u301b]{{0,200}}?)"
-                    rf"|Client\s+Question|Reference\s+Answer)\s*{_CLOSE}", re.IGNORECASE)  # fmt: skip
+_FRAME = re.compile(
+    rf"{_OPEN}\s*((?:The\s+(?:Start|End)\s+of\s[^\n\]\uff3d\u3011\u3015\u27e7\u301b]{{0,200}}?)"
+    rf"|Client\s+Question|Reference\s+Answer)\s*{_CLOSE}",
+    re.IGNORECASE,
+)
 
 
 def escape(text: str) -> str:
@@ -107,9 +110,14 @@ def system_text(pack: RubricPack) -> str | None:
         "use": "When a reference answer is given, treat it as correct and check both responses against it.\n\n",
         "require": "A reference answer is given: treat it as correct and check both responses against it.\n\n",
     }[pack.reference]
-    return fmt.system.format(domain=pack.domain, description=pack.description, criteria=criteria,
-                             hard_constraints=hard, weights_justification=pack.weights_justification,
-                             reference_usage=usage)  # fmt: skip
+    return fmt.system.format(
+        domain=pack.domain,
+        description=pack.description,
+        criteria=criteria,
+        hard_constraints=hard,
+        weights_justification=pack.weights_justification,
+        reference_usage=usage,
+    )
 
 
 @dataclass(frozen=True)
@@ -122,13 +130,16 @@ class JudgePrompt:
     forced_rubric: str | None = None
 
     @classmethod
-    def create(cls, prompt_format: PromptFormat | str, default_rubric: str | None = None,
-               forced_rubric: str | None = None) -> JudgePrompt:  # fmt: skip
+    def create(
+        cls, prompt_format: PromptFormat | str, default_rubric: str | None = None, forced_rubric: str | None = None
+    ) -> JudgePrompt:
         if isinstance(prompt_format, str):
             prompt_format = load_format(prompt_format)
         if prompt_format.renders_packs:
-            raise ReasrmConfigError(f"prompt format {prompt_format.id!r} renders rubric packs and needs one: "
-                                    "choose a pack (rubric=...) or another prompt format")  # fmt: skip
+            raise ReasrmConfigError(
+                f"prompt format {prompt_format.id!r} renders rubric packs and needs one: "
+                "choose a pack (rubric=...) or another prompt format"
+            )
         for name in filter(None, (default_rubric, forced_rubric)):
             load_pack(name)  # an unknown or invalid pack is a config error now, not at the first pair
         return cls(prompt_format, default_rubric, forced_rubric)

@@ -79,8 +79,12 @@ class RubricPack:
             problems.append(("version", f"expected a whole number >= 1, got {self.version}"))
         if self.self_generated:
             if self.task_type != "auto":
-                problems.append(("task_type", "a self-generated pack lets the judge classify the task: use 'auto', "
-                                 f"got {self.task_type!r}"))  # fmt: skip
+                problems.append(
+                    (
+                        "task_type",
+                        f"a self-generated pack lets the judge classify the task: use 'auto', got {self.task_type!r}",
+                    )
+                )
             extra = [
                 k
                 for k, v in (
@@ -92,8 +96,10 @@ class RubricPack:
                 )
                 if v
             ]
-            problems += [(k, "a self-generated pack has no criteria of its own: remove it or set "
-                          "self_generated: false") for k in extra]  # fmt: skip
+            problems += [
+                (k, "a self-generated pack has no criteria of its own: remove it or set self_generated: false")
+                for k in extra
+            ]
             if self.format is None:
                 problems.append(("format", "missing: a self-generated pack names the prompt format it renders with"))
         else:
@@ -105,11 +111,17 @@ class RubricPack:
                 problems += [("format", line) for line in str(e).splitlines()]
             else:
                 if self.self_generated and fmt.renders_packs:
-                    problems.append(("format", f"{fmt.id} fills its system template from a pack's criteria; a "
-                                     "self-generated pack has none"))  # fmt: skip
+                    problems.append(
+                        (
+                            "format",
+                            f"{fmt.id} fills its system template from a pack's criteria; a "
+                            "self-generated pack has none",
+                        )
+                    )
                 if not self.self_generated and not fmt.renders_packs:
-                    problems.append(("format", f"{fmt.id} does not show a pack's criteria (its system template names "
-                                     "none of them)"))  # fmt: skip
+                    problems.append(
+                        ("format", f"{fmt.id} does not show a pack's criteria (its system template names none of them)")
+                    )
         return problems
 
     def _check_criteria(self) -> list[Problem]:
@@ -117,8 +129,9 @@ class RubricPack:
         if self.task_type not in TASK_TYPES:
             problems.append(("task_type", f"expected one of {', '.join(TASK_TYPES)}, got {self.task_type!r}"))
         if not self.criteria:
-            problems.append(("criteria", "missing: a list of at least one criterion (id, description, weight, "
-                             "good, poor)"))  # fmt: skip
+            problems.append(
+                ("criteria", "missing: a list of at least one criterion (id, description, weight, good, poor)")
+            )
         seen: dict[str, int] = {}
         for i, c in enumerate(self.criteria):
             for key in ("id", "description", "good", "poor"):
@@ -199,8 +212,9 @@ def load_pack(name_or_path: str) -> RubricPack:
     pack = load_config(path, schema=RubricPack)
     if pack.normalize:
         total = sum(c.weight for c in pack.criteria)
-        pack = dataclasses.replace(pack, criteria=[dataclasses.replace(c, weight=c.weight / total)
-                                                   for c in pack.criteria])  # fmt: skip
+        pack = dataclasses.replace(
+            pack, criteria=[dataclasses.replace(c, weight=c.weight / total) for c in pack.criteria]
+        )
     return pack
 
 
@@ -222,8 +236,11 @@ def find_packs(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and
-                            "formats" not in p.relative_to(path).parts[:-1])  # fmt: skip
+            found += sorted(
+                p
+                for p in path.rglob("*.y*ml")
+                if p.suffix in (".yaml", ".yml") and "formats" not in p.relative_to(path).parts[:-1]
+            )
         elif path.is_file():
             found.append(path)
         else:
@@ -246,8 +263,10 @@ def validate_file(path: str | Path) -> list[str]:
     else:
         problems, pack_id, line = [], pack.id, read_yaml(path)[1].get("id", 1)
     if pack_id and pack_id != path.stem:
-        problems.append(f"{path}:{line}: id: {pack_id!r} differs from the file name {path.stem!r}; "
-                        "pairs find a pack by its file name")  # fmt: skip
+        problems.append(
+            f"{path}:{line}: id: {pack_id!r} differs from the file name {path.stem!r}; "
+            "pairs find a pack by its file name"
+        )
     return problems
 
 

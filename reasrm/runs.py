@@ -72,8 +72,10 @@ def lock_output(output: str | Path) -> None:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise ReasrmConfigError(f"{output} is in use by another reasrm run (PID {holder}; lock {lock}): wait for "
-                                "it to finish or choose another output") from None  # fmt: skip
+        raise ReasrmConfigError(
+            f"{output} is in use by another reasrm run (PID {holder}; lock {lock}): wait for "
+            "it to finish or choose another output"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -108,8 +110,14 @@ def discard_output(output: str | Path, saved: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
-def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
-                 overwrite: bool = False) -> str:  # fmt: skip
+def check_output(
+    output: str | Path,
+    saved: Path,
+    cfg,
+    result_keys: tuple[str, ...] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+) -> str:
     """What a run of ``cfg`` may do with ``output``, whose resolved config goes to ``saved`` (inside ``output``
     when it is a folder, beside it when it is a file): ``"new"`` (nothing there yet), ``"resume"`` (a previous
     run with the same ``result_keys``) or ``"replace"`` (overwriting a previous run). Anything else is
@@ -120,8 +128,10 @@ def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, .
     if resume and overwrite:
         raise ReasrmConfigError("resume and overwrite exclude each other: set one of them")
     if output.exists() and is_file != output.is_file():
-        raise ReasrmConfigError(f"{output} is a {'folder' if is_file else 'file'}: expected a "
-                                f"{'file' if is_file else 'folder'} for this output")  # fmt: skip
+        raise ReasrmConfigError(
+            f"{output} is a {'folder' if is_file else 'file'}: expected a "
+            f"{'file' if is_file else 'folder'} for this output"
+        )
     taken = output.is_file() and output.stat().st_size > 0 if is_file else output.is_dir() and any(output.iterdir())
     if not taken:
         return "new"
@@ -132,13 +142,20 @@ def check_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, .
         hint = "continue it with resume=true (--resume) or " if result_keys else ""
         raise ReasrmConfigError(f"{output} holds a previous run: {hint}replace it with overwrite=true (--overwrite)")
     if not is_file and not saved.is_file():
-        raise ReasrmConfigError(f"{output} is not empty and was not written by reasrm (it has no {saved.name}): "
-                                "choose another output")  # fmt: skip
+        raise ReasrmConfigError(
+            f"{output} is not empty and was not written by reasrm (it has no {saved.name}): choose another output"
+        )
     return "replace"
 
 
-def prepare_output(output: str | Path, saved: Path, cfg, result_keys: tuple[str, ...] = (), resume: bool = False,
-                   overwrite: bool = False) -> Path:  # fmt: skip
+def prepare_output(
+    output: str | Path,
+    saved: Path,
+    cfg,
+    result_keys: tuple[str, ...] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Claim ``output`` for a run of ``cfg`` as :func:`check_output` allows: a previous run is kept (resume)
     or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path.
     Under a launcher the main process alone claims it (the lock is the run's, not a rank's); the others
@@ -162,8 +179,10 @@ def _claim(output: Path, saved: Path, cfg, result_keys: tuple[str, ...], resume:
 def check_resume(saved: Path, cfg, keys: tuple[str, ...]) -> None:
     """Refuse to resume an output made with settings (``keys``) that change results."""
     if not saved.is_file():
-        raise ReasrmConfigError(f"cannot resume {cfg.output}: {saved} is missing, so its settings are unknown; "
-                                "use overwrite=true to start again")  # fmt: skip
+        raise ReasrmConfigError(
+            f"cannot resume {cfg.output}: {saved} is missing, so its settings are unknown; "
+            "use overwrite=true to start again"
+        )
     before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
     now = yaml.safe_load(to_yaml(cfg))
     for key in keys:
@@ -302,8 +321,9 @@ BATCHES_PER_CHUNK = 4  # room to sort a chunk by length into batches, while line
 Step = Callable[[list, Callable[[int], None]], Iterable[dict]]  # (items, on_calls) -> records
 
 
-def judge_in_chunks(pending: list, step: Step, out: ResumableJsonl, batch_size: int, calls_per_item: int = 1,
-                    desc: str = "judging") -> None:  # fmt: skip
+def judge_in_chunks(
+    pending: list, step: Step, out: ResumableJsonl, batch_size: int, calls_per_item: int = 1, desc: str = "judging"
+) -> None:
     """Send ``pending`` items (those not in ``out`` yet) to ``step`` a chunk at a time, appending every
     record it returns to ``out`` as the chunk lands. ``step(items, on_calls)`` reports finished judge
     calls to ``on_calls(n)`` (the progress bar counts calls). Under a launcher every rank calls this with
@@ -348,9 +368,13 @@ def summarize(pairs: list[list[dict]]) -> dict:
     valid = [c for c in calls if c["verdict"]["choice"] is not None]
     labelled = [c for c in calls if c["chosen_slot"] is not None]
     a_count = sum(c["verdict"]["choice"] == "A" for c in valid)
-    out: dict = {"pairs": len(pairs), "calls": len(calls), "statuses": dict(statuses.most_common()),
-                 "valid": len(valid) / len(calls) if calls else None,
-                 "a_rate": a_count / len(valid) if valid else None}  # fmt: skip
+    out: dict = {
+        "pairs": len(pairs),
+        "calls": len(calls),
+        "statuses": dict(statuses.most_common()),
+        "valid": len(valid) / len(calls) if calls else None,
+        "a_rate": a_count / len(valid) if valid else None,
+    }
     if labelled:
         out["accuracy"] = sum(_right(c) for c in labelled) / len(labelled)
         out["chosen_in_a"] = sum(c["chosen_slot"] == "A" for c in labelled) / len(labelled)
@@ -383,11 +407,15 @@ def summary_lines(stats: dict) -> list[str]:
     if stats["a_rate"] is not None:
         lines.append(f"  A-rate      {stats['a_rate']:.3f} of valid verdicts")
     if "accuracy" in stats:
-        lines.append(f"  accuracy    {stats['accuracy']:.3f} per call (invalid counts as wrong; label-prior baseline "
-                     f"{stats['label_prior']:.3f})")  # fmt: skip
+        lines.append(
+            f"  accuracy    {stats['accuracy']:.3f} per call (invalid counts as wrong; label-prior baseline "
+            f"{stats['label_prior']:.3f})"
+        )
     if "flip_rate" in stats:
         lines.append(f"  flip rate   {stats['flip_rate']:.3f} of pairs judged validly in both orders")
     if "both_right" in stats:
-        lines.append(f"  both right  {stats['both_right']:.3f} of pairs judged in both orders (a judge blind to the "
-                     f"content, at these verdict rates: {stats['both_right_chance']:.3f})")  # fmt: skip
+        lines.append(
+            f"  both right  {stats['both_right']:.3f} of pairs judged in both orders (a judge blind to the "
+            f"content, at these verdict rates: {stats['both_right_chance']:.3f})"
+        )
     return lines

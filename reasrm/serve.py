@@ -135,8 +135,14 @@ class Batcher:
             start += len(convs)
 
 
-def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_body_bytes: int = 2_000_000,
-               window: float = 0.005, packs: list[str] | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    judge: Judge,
+    model_name: str,
+    api_key: str | None = None,
+    max_body_bytes: int = 2_000_000,
+    window: float = 0.005,
+    packs: list[str] | None = None,
+) -> FastAPI:
     """``packs``: the rubric pack ids a request may name (default: those found by id when the server starts,
     ``./rubrics`` and the shipped ones). Over HTTP a rubric is an id from this list, never a path: a client
     must not make the server open a file it names."""
@@ -199,8 +205,13 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
         for index, g in enumerate(generations):
             text, cut = _apply_stop(g.text, stops)
             length = not cut and g.completion_tokens >= settings.max_new_tokens
-            choices.append({"index": index, "message": {"role": "assistant", "content": text},
-                            "finish_reason": "length" if length else "stop"})  # fmt: skip
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length" if length else "stop",
+                }
+            )
         prompt_tokens = generations[0].prompt_tokens
         completion_tokens = sum(g.completion_tokens for g in generations)
         served["chat"] += 1
@@ -210,17 +221,26 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
             "created": int(time.time()),
             "model": model_name,
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }  # fmt: skip
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
 
     @app.post("/v1/judge", dependencies=[Depends(_authorised)])
     async def judge_pair(body: JudgeRequest) -> dict:
         if body.rubric is not None and body.rubric not in packs:
-            raise HTTPException(status_code=422, detail=f"rubric: {body.rubric!r} is not a rubric pack id of this "
-                                                        f"server; available: {', '.join(packs)}")  # fmt: skip
-        row = {"response_a": body.response_a, "response_b": body.response_b, "rubric": body.rubric,
-               "reference": body.reference}  # fmt: skip
+            raise HTTPException(
+                status_code=422,
+                detail=f"rubric: {body.rubric!r} is not a rubric pack id of this server; available: {', '.join(packs)}",
+            )
+        row = {
+            "response_a": body.response_a,
+            "response_b": body.response_b,
+            "rubric": body.rubric,
+            "reference": body.reference,
+        }
         if body.prompt is not None:
             row["prompt"] = body.prompt
         else:
@@ -241,17 +261,27 @@ def create_app(judge: Judge, model_name: str, api_key: str | None = None, max_bo
             "status": j.status,
             "flip": j.flip,
             "sections": {k: v for k, v in j.verdict.to_dict().items() if k not in ("choice", "status")},
-            "orders": [{"order": c.order, "text": c.text, "verdict": c.verdict.choice, "status": c.verdict.status,
-                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
-                       for c in j.calls],
-        }  # fmt: skip
+            "orders": [
+                {
+                    "order": c.order,
+                    "text": c.text,
+                    "verdict": c.verdict.choice,
+                    "status": c.verdict.status,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                }
+                for c in j.calls
+            ],
+        }
 
     return app
 
 
 def _too_long(tokens: int) -> str:
-    return (f"too_long: the prompt has {tokens} tokens, over the server's limit (--max-prompt-tokens, else the "
-            "model's context less the completion room)")  # fmt: skip
+    return (
+        f"too_long: the prompt has {tokens} tokens, over the server's limit (--max-prompt-tokens, else the "
+        "model's context less the completion room)"
+    )
 
 
 def _apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:

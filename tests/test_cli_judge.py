@@ -35,8 +35,20 @@ def _lines(path: Path) -> list[dict]:
 def test_judge_writes_one_line_per_pair_then_resumes(checkpoint, write_jsonl, tmp_path):
     pairs = write_jsonl(ROWS)
     out = tmp_path / "out" / "judgements.jsonl"
-    args = ["judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(out), "--both-orders",
-            "--max-new-tokens", "6", "--batch-size", "2"]  # fmt: skip
+    args = [
+        "judge",
+        "--model",
+        str(checkpoint),
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(out),
+        "--both-orders",
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "2",
+    ]
     first = reasrm(*args)
     assert first.returncode == 0, first.stderr
     records = _lines(out)
@@ -73,8 +85,9 @@ def test_judge_writes_one_line_per_pair_then_resumes(checkpoint, write_jsonl, tm
 def test_bad_input_fails_before_any_model_is_loaded(write_jsonl, tmp_path):
     bad = write_jsonl([ROWS[0], {"id": "x", "prompt": "q", "chosen": "a"}])
     # The model does not exist either: the pairs error must come first (nothing was loaded).
-    result = reasrm("judge", "--model", str(tmp_path / "no-model"), "--pairs", str(bad), "--output",
-                    str(tmp_path / "o.jsonl"))  # fmt: skip
+    result = reasrm(
+        "judge", "--model", str(tmp_path / "no-model"), "--pairs", str(bad), "--output", str(tmp_path / "o.jsonl")
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"reasrm: error: {bad}:2: field 'rejected': expected a string, got nothing"
     assert not (tmp_path / "o.jsonl").exists()
@@ -82,14 +95,34 @@ def test_bad_input_fails_before_any_model_is_loaded(write_jsonl, tmp_path):
 
 def test_unknown_prompt_format_and_missing_model(checkpoint, write_jsonl, tmp_path):
     pairs = write_jsonl(ROWS[:1])
-    fmt = reasrm("judge", "--model", str(checkpoint), "--prompt-format", "rm-r9", "--pairs", str(pairs),
-                 "--output", str(tmp_path / "o.jsonl"))  # fmt: skip
+    fmt = reasrm(
+        "judge",
+        "--model",
+        str(checkpoint),
+        "--prompt-format",
+        "rm-r9",
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+    )
     assert fmt.returncode == 2 and "unknown prompt format 'rm-r9'" in fmt.stderr and "Traceback" not in fmt.stderr
-    missing = reasrm("judge", "--model", str(tmp_path / "nope"), "--prompt-format", "rm-r1-instruct", "--pairs",
-                     str(pairs), "--output", str(tmp_path / "o.jsonl"))  # fmt: skip
+    missing = reasrm(
+        "judge",
+        "--model",
+        str(tmp_path / "nope"),
+        "--prompt-format",
+        "rm-r1-instruct",
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+    )
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"reasrm: error: model not found: {tmp_path}/nope is neither a model folder, " \
-        "a .gguf file nor a hub id"  # fmt: skip
+    assert (
+        missing.stderr.strip() == f"reasrm: error: model not found: {tmp_path}/nope is neither a model folder, "
+        "a .gguf file nor a hub id"
+    )
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.config.yaml").exists()
 
 
@@ -98,13 +131,30 @@ def test_a_second_run_on_a_locked_output_is_refused_with_the_holders_pid(checkpo
     PID), and a holder killed with SIGKILL leaves no stale lock."""
     pairs = write_jsonl(ROWS)
     out = tmp_path / "judged.jsonl"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom reasrm.runs import lock_output\n"
-                               f"lock_output({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(120)"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom reasrm.runs import lock_output\n"
+            f"lock_output({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        args = ["judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(out), "--max-new-tokens",
-                "4", "--resume"]  # fmt: skip
+        args = [
+            "judge",
+            "--model",
+            str(checkpoint),
+            "--pairs",
+            str(pairs),
+            "--output",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--resume",
+        ]
         second = reasrm(*args)
         assert second.returncode == 2, second.stderr
         assert f"is in use by another reasrm run (PID {holder.pid};" in second.stderr
@@ -126,8 +176,17 @@ def test_a_model_that_cannot_load_is_one_line_and_leaves_no_files(checkpoint, wr
     else:
         shutil.copytree(checkpoint, model, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     out = tmp_path / "out" / "judged.jsonl"
-    result = reasrm("judge", "--model", str(model), "--prompt-format", "rm-r1-instruct", "--pairs",
-                    str(write_jsonl(ROWS[:1])), "--output", str(out))  # fmt: skip
+    result = reasrm(
+        "judge",
+        "--model",
+        str(model),
+        "--prompt-format",
+        "rm-r1-instruct",
+        "--pairs",
+        str(write_jsonl(ROWS[:1])),
+        "--output",
+        str(out),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().startswith(f"reasrm: error: cannot load model {model}: ")
     assert not out.parent.exists() or not any(out.parent.iterdir())  # no output, config or lock left behind
@@ -137,16 +196,39 @@ def test_user_mistakes_are_one_line_and_exit_2(checkpoint, write_jsonl, tmp_path
     ok = write_jsonl(ROWS[:1])
     (tmp_path / "afile").write_text("")
     cases = [
-        (["judge", "--model", str(checkpoint), "--pairs", str(write_jsonl([b'{"id": "\xff"}'], "bad.jsonl")),
-          "--output", str(tmp_path / "o.jsonl")], "bad.jsonl:1: not UTF-8 text (byte 9 of the line)"),
-        (["judge", "--model", str(checkpoint), "--pairs", str(write_jsonl(['{"id": "a", "prompt": "\\ud800 q", '
-          '"chosen": "a", "rejected": "b"}'], "s.jsonl")), "--output", str(tmp_path / "o.jsonl")],
-         "s.jsonl:1: field 'prompt': not valid Unicode (a lone surrogate at character 1)"),
-        (["judge", "--model", str(checkpoint), "--pairs", str(ok), "--output", str(tmp_path / "afile" / "o.jsonl")],
-         f"cannot write there: {tmp_path / 'afile'} is a file, not a folder"),
-        (["data", "build", "data_recipes/demo.yaml", "n=abc", "--output", str(tmp_path / "data")],
-         "Value 'abc' of type 'str' could not be converted to Integer"),
-    ]  # fmt: skip
+        (
+            [
+                "judge",
+                "--model",
+                str(checkpoint),
+                "--pairs",
+                str(write_jsonl([b'{"id": "\xff"}'], "bad.jsonl")),
+                "--output",
+                str(tmp_path / "o.jsonl"),
+            ],
+            "bad.jsonl:1: not UTF-8 text (byte 9 of the line)",
+        ),
+        (
+            [
+                "judge",
+                "--model",
+                str(checkpoint),
+                "--pairs",
+                str(write_jsonl(['{"id": "a", "prompt": "\\ud800 q", "chosen": "a", "rejected": "b"}'], "s.jsonl")),
+                "--output",
+                str(tmp_path / "o.jsonl"),
+            ],
+            "s.jsonl:1: field 'prompt': not valid Unicode (a lone surrogate at character 1)",
+        ),
+        (
+            ["judge", "--model", str(checkpoint), "--pairs", str(ok), "--output", str(tmp_path / "afile" / "o.jsonl")],
+            f"cannot write there: {tmp_path / 'afile'} is a file, not a folder",
+        ),
+        (
+            ["data", "build", "data_recipes/demo.yaml", "n=abc", "--output", str(tmp_path / "data")],
+            "Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+    ]
     for args, message in cases:
         result = reasrm(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -160,7 +242,16 @@ def test_parquet_pairs_are_read_directly(checkpoint, tmp_path):
 
     pairs = tmp_path / "pairs.parquet"
     pq.write_table(pa.Table.from_pylist(ROWS[:2]), pairs)
-    result = reasrm("judge", "--model", str(checkpoint), "--pairs", str(pairs), "--output", str(tmp_path / "o.jsonl"),
-                    "--max-new-tokens", "4")  # fmt: skip
+    result = reasrm(
+        "judge",
+        "--model",
+        str(checkpoint),
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+        "--max-new-tokens",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     assert [r["id"] for r in _lines(tmp_path / "o.jsonl")] == ["q0", "q1"]

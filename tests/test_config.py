@@ -65,13 +65,15 @@ def test_cross_field_rules_name_line_key_value_and_fix(tmp_path):
         overrides=["generation.batch_size=0"],
     )
     where = f"{tmp_path}/c.yaml"
-    assert sorted(problems) == sorted([
-        f"{where}:8: generation.temperature: must be >= 0 (0 = greedy), got -1.0",
-        f"{where}:9: generation.top_p: must be in (0, 1], got 0.0",
-        "override 'generation.batch_size=0': generation.batch_size: must be >= 1, got 0",
-        f"{where}:4: backend: must be one of hf, vllm, openai, got 'tgi'",
-        f"{where}:5: resume: resume and overwrite exclude each other: set one of them",
-    ])  # fmt: skip
+    assert sorted(problems) == sorted(
+        [
+            f"{where}:8: generation.temperature: must be >= 0 (0 = greedy), got -1.0",
+            f"{where}:9: generation.top_p: must be in (0, 1], got 0.0",
+            "override 'generation.batch_size=0': generation.batch_size: must be >= 1, got 0",
+            f"{where}:4: backend: must be one of hf, vllm, openai, got 'tgi'",
+            f"{where}:5: resume: resume and overwrite exclude each other: set one of them",
+        ]
+    )
 
 
 def test_section_given_a_scalar(tmp_path):
@@ -122,8 +124,10 @@ def test_cli_validate_and_print_config(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"reasrm: error: {bad}:4: modle: unknown key; did you mean 'model'?",
-                     f"reasrm: error: {bad}:5: generation.batch_size: must be >= 1, got 0"]  # fmt: skip
+    assert lines == [
+        f"reasrm: error: {bad}:4: modle: unknown key; did you mean 'model'?",
+        f"reasrm: error: {bad}:5: generation.batch_size: must be >= 1, got 0",
+    ]
 
 
 def test_validate_refuses_resume_with_overwrite_before_any_run(capsys):
@@ -134,8 +138,9 @@ def test_validate_refuses_resume_with_overwrite_before_any_run(capsys):
     for config in ("stages/distill.yaml", "stages/rl.yaml", "stages/judge.yaml", "stages/policy_grpo.yaml"):
         assert main(["validate", config, "resume=true"]) == 0, config
         assert main(["validate", config, "resume=true", "overwrite=true"]) == 2, config
-        assert capsys.readouterr().err.strip() == ("reasrm: error: override 'resume=true': resume: resume and "
-                                                   "overwrite exclude each other: set one of them")  # fmt: skip
+        assert capsys.readouterr().err.strip() == (
+            "reasrm: error: override 'resume=true': resume: resume and overwrite exclude each other: set one of them"
+        )
 
 
 @pytest.mark.parametrize("name", ["distill", "rl", "judge", "policy_grpo"])

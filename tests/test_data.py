@@ -40,18 +40,40 @@ def row(i, **kw):
 def test_skywork_single_multi_turn_and_magpie_exclusion(tmp_path, write_jsonl):
     u, a = {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
     rows = [
-        {"chosen": [u, {"role": "assistant", "content": "good"}],
-         "rejected": [u, {"role": "assistant", "content": "bad"}], "source": "helpsteer2"},
-        {"chosen": [u, a, {"role": "user", "content": "More?"}, {"role": "assistant", "content": "yes"}],
-         "rejected": [u, a, {"role": "user", "content": "More?"}, {"role": "assistant", "content": "no"}],
-         "source": "wildguard"},
-        {"chosen": [u, a, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "same"}],
-         "rejected": [u, {"role": "assistant", "content": "Other"}, {"role": "user", "content": "Q"},
-                      {"role": "assistant", "content": "same"}], "source": "x"},
+        {
+            "chosen": [u, {"role": "assistant", "content": "good"}],
+            "rejected": [u, {"role": "assistant", "content": "bad"}],
+            "source": "helpsteer2",
+        },
+        {
+            "chosen": [u, a, {"role": "user", "content": "More?"}, {"role": "assistant", "content": "yes"}],
+            "rejected": [u, a, {"role": "user", "content": "More?"}, {"role": "assistant", "content": "no"}],
+            "source": "wildguard",
+        },
+        {
+            "chosen": [u, a, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "same"}],
+            "rejected": [
+                u,
+                {"role": "assistant", "content": "Other"},
+                {"role": "user", "content": "Q"},
+                {"role": "assistant", "content": "same"},
+            ],
+            "source": "x",
+        },
         {"chosen": [u, a], "rejected": [u, {"role": "assistant", "content": "z"}], "source": "magpie_ultra"},
-    ]  # fmt: skip
-    cfg = recipe(tmp_path, [{"name": "sky", "path": str(write_jsonl(rows)), "converter": "skywork", "domain": "chat",
-                             "filters": {"exclude": {"source": ["magpie_ultra"]}}}])  # fmt: skip
+    ]
+    cfg = recipe(
+        tmp_path,
+        [
+            {
+                "name": "sky",
+                "path": str(write_jsonl(rows)),
+                "converter": "skywork",
+                "domain": "chat",
+                "filters": {"exclude": {"source": ["magpie_ultra"]}},
+            }
+        ],
+    )
     report = build(cfg, tmp_path / "out")
     assert report["sources"]["sky"] == {"read": 4, "kept": 3, "dropped": {"excluded_source": 1}}
     single, multi, differing = load_built(tmp_path / "out")
@@ -67,12 +89,24 @@ def test_skywork_single_multi_turn_and_magpie_exclusion(tmp_path, write_jsonl):
 def test_code_and_math_converters(tmp_path, write_jsonl):
     code = write_jsonl([{"input": "Reverse a list", "accepted": "xs[::-1]", "rejected": "xs.sort()"}], "code.jsonl")
     math = write_jsonl(
-        [{"prompt": "2+2*2?", "initial_reason_steps": "Step 1: 2*2=4.\n", "full_chosen": "Step 2: 2+4=6.",
-          "full_rejected": "Step 2: 4+2=8.", "dataset": "x"}], "math.jsonl")  # fmt: skip
-    cfg = recipe(tmp_path, [
-        {"name": "code", "path": str(code), "converter": "code_preference", "domain": "code"},
-        {"name": "math", "path": str(math), "converter": "math_step_dpo", "domain": "math"},
-    ])  # fmt: skip
+        [
+            {
+                "prompt": "2+2*2?",
+                "initial_reason_steps": "Step 1: 2*2=4.\n",
+                "full_chosen": "Step 2: 2+4=6.",
+                "full_rejected": "Step 2: 4+2=8.",
+                "dataset": "x",
+            }
+        ],
+        "math.jsonl",
+    )
+    cfg = recipe(
+        tmp_path,
+        [
+            {"name": "code", "path": str(code), "converter": "code_preference", "domain": "code"},
+            {"name": "math", "path": str(math), "converter": "math_step_dpo", "domain": "math"},
+        ],
+    )
     build(cfg, tmp_path / "out")
     c, m = load_built(tmp_path / "out")
     assert (c.context[0]["content"], c.chosen, c.rejected, c.domain) == (
@@ -87,8 +121,10 @@ def test_code_and_math_converters(tmp_path, write_jsonl):
 
 def test_rm_bench_from_its_published_files(benchmark_data, tmp_path):
     report = build(load_recipe("rm-bench", [f"data_dir={benchmark_data}/rm-bench"]), tmp_path / "out")
-    files = {name: benchmark_data / "rm-bench" / f"{name}_filtered.json" for name in
-             ("chat", "code", "safety-refuse", "safety-response")}  # fmt: skip
+    files = {
+        name: benchmark_data / "rm-bench" / f"{name}_filtered.json"
+        for name in ("chat", "code", "safety-refuse", "safety-response")
+    }
     for name, n in ((name, len(json.loads(path.read_text()))) for name, path in files.items()):
         s = report["sources"][name]
         assert s["read"] == 9 * n and s["read"] == s["kept"] + sum(s["dropped"].values())
@@ -111,10 +147,22 @@ def test_rmb_pairwise_and_bon_from_its_published_files(benchmark_data, tmp_path)
 
 def test_rewardbench_rows_in_hub_schema(tmp_path, write_jsonl):
     subsets = ["alpacaeval-easy", "hep-go", "math-prm", "xstest-should-refuse", "llmbar-natural"]
-    rows = [{"prompt": "p1", "chosen": "a", "chosen_model": "m", "rejected": "b", "rejected_model": "n",
-             "subset": subset, "id": k} for k, subset in enumerate(subsets)]  # fmt: skip
-    cfg = recipe(tmp_path, [{"name": "rb", "path": str(write_jsonl(rows)), "converter": "rewardbench",
-                             "filters": {"dedup": False}}])  # fmt: skip
+    rows = [
+        {
+            "prompt": "p1",
+            "chosen": "a",
+            "chosen_model": "m",
+            "rejected": "b",
+            "rejected_model": "n",
+            "subset": subset,
+            "id": k,
+        }
+        for k, subset in enumerate(subsets)
+    ]
+    cfg = recipe(
+        tmp_path,
+        [{"name": "rb", "path": str(write_jsonl(rows)), "converter": "rewardbench", "filters": {"dedup": False}}],
+    )
     build(cfg, tmp_path / "out")
     pairs = load_built(tmp_path / "out")
     assert [p.domain for p in pairs] == ["chat", "code", "math", "safety", "chat"]
@@ -123,8 +171,10 @@ def test_rewardbench_rows_in_hub_schema(tmp_path, write_jsonl):
 
 def test_column_mapping(tmp_path, write_jsonl):
     path = write_jsonl([{"question": "Q?", "good": "yes", "bad": "no"}])
-    cfg = recipe(tmp_path, [{"name": "m", "path": str(path), "columns": {"prompt": "question", "chosen": "good",
-                                                                          "rejected": "bad"}}])  # fmt: skip
+    cfg = recipe(
+        tmp_path,
+        [{"name": "m", "path": str(path), "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"}}],
+    )
     build(cfg, tmp_path / "out")
     (pair,) = load_built(tmp_path / "out")
     assert (pair.context[0]["content"], pair.chosen, pair.rejected) == ("Q?", "yes", "no")
@@ -142,20 +192,35 @@ def test_converters_name_the_bad_field():
 BAD_ROWS = [
     ("{broken", "invalid_json", "invalid JSON"),
     ('{"id": "x", "prompt": "q", "chosen": "a"}', "missing_field", "field 'rejected'"),
-    ('{"id": "x", "prompt": "q", "chosen": 1, "rejected": "b"}', "wrong_type",
-     "field 'chosen': expected a string, got int"),
+    (
+        '{"id": "x", "prompt": "q", "chosen": 1, "rejected": "b"}',
+        "wrong_type",
+        "field 'chosen': expected a string, got int",
+    ),
     ('{"id": "x", "prompt": "q", "chosen": "  ", "rejected": "b"}', "empty_answer", "field 'chosen': empty"),
     ('{"id": "x", "prompt": "q", "chosen": "a", "rejected": "a"}', "identical_answers", "field 'rejected': identical"),
-    ('{"id": "x", "prompt": "q", "chosen": "a", "rejected": "b", "domain": "cooking"}', "unknown_domain",
-     "field 'domain': unknown domain 'cooking'"),
-    (b'{"id": "x", "prompt": "q\xff", "chosen": "a", "rejected": "b"}', "invalid_utf8",
-     "not UTF-8 text (byte 25 of the line)"),
-    ('{"id": "x", "prompt": "q \\ud800", "chosen": "a", "rejected": "b"}', "invalid_text",
-     "field 'prompt': not valid Unicode (a lone surrogate at character 3)"),
-    ('{"id": ' + "9" * 5000 + ', "prompt": "q", "chosen": "a", "rejected": "b"}', "invalid_json",
-     "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+    (
+        '{"id": "x", "prompt": "q", "chosen": "a", "rejected": "b", "domain": "cooking"}',
+        "unknown_domain",
+        "field 'domain': unknown domain 'cooking'",
+    ),
+    (
+        b'{"id": "x", "prompt": "q\xff", "chosen": "a", "rejected": "b"}',
+        "invalid_utf8",
+        "not UTF-8 text (byte 25 of the line)",
+    ),
+    (
+        '{"id": "x", "prompt": "q \\ud800", "chosen": "a", "rejected": "b"}',
+        "invalid_text",
+        "field 'prompt': not valid Unicode (a lone surrogate at character 3)",
+    ),
+    (
+        '{"id": ' + "9" * 5000 + ', "prompt": "q", "chosen": "a", "rejected": "b"}',
+        "invalid_json",
+        "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion",
+    ),
     ("[" * 100_000 + "]" * 100_000, "invalid_json", "invalid JSON: nested too deeply"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("line", "reason", "message"), BAD_ROWS, ids=[b[1] for b in BAD_ROWS])
@@ -184,8 +249,10 @@ def test_filters_turn_empty_and_identical_into_counted_drops(tmp_path, write_jso
     cfg = recipe(tmp_path, [{"name": "s", "path": str(path), "filters": {"drop_empty": True, "drop_identical": True}}])
     report = build(cfg, tmp_path / "out")
     assert report["sources"]["s"] == {
-        "read": 4, "kept": 1, "dropped": {"empty_answer": 1, "identical_answers": 1, "duplicate": 1}
-    }  # fmt: skip
+        "read": 4,
+        "kept": 1,
+        "dropped": {"empty_answer": 1, "identical_answers": 1, "duplicate": 1},
+    }
 
 
 def test_missing_file_empty_folder_and_broken_parquet(tmp_path):
@@ -201,12 +268,22 @@ def test_missing_file_empty_folder_and_broken_parquet(tmp_path):
 
 def test_recipe_errors_are_config_errors(tmp_path):
     with pytest.raises(ReasrmConfigError) as error:
-        recipe(tmp_path, [{"name": "s", "path": "x", "converter": "nope", "count": 3, "fraction": 0.5},
-                          {"name": "s", "generator": "v2"}], on_error="ignore")  # fmt: skip
+        recipe(
+            tmp_path,
+            [
+                {"name": "s", "path": "x", "converter": "nope", "count": 3, "fraction": 0.5},
+                {"name": "s", "generator": "v2"},
+            ],
+            on_error="ignore",
+        )
     problems = str(error.value)
-    for expected in ("sources[0].converter: must be one of pairs, skywork", "set one of 'count' or 'fraction'",
-                     "sources[1].generator: must be one of verifiable", "the name 's' is used twice",
-                     "on_error: must be one of fail, skip"):  # fmt: skip
+    for expected in (
+        "sources[0].converter: must be one of pairs, skywork",
+        "set one of 'count' or 'fraction'",
+        "sources[1].generator: must be one of verifiable",
+        "the name 's' is used twice",
+        "on_error: must be one of fail, skip",
+    ):
         assert expected in problems
 
 
@@ -275,8 +352,16 @@ def test_slots_are_balanced_within_each_domain_in_every_prefix():
     """One slot assignment for every command: balanced to within one per domain in the whole list and in
     each prefix of it (so `limit` keeps the balance and the slots), seeded, and a lone pair's slot is a
     seeded hash of its id."""
-    pairs = [Pair(id=f"p{i}", context=({"role": "user", "content": "q"},), chosen="a", rejected="b",
-                  domain=["math", "code", "chat"][i % 3]) for i in range(301)]  # fmt: skip
+    pairs = [
+        Pair(
+            id=f"p{i}",
+            context=({"role": "user", "content": "q"},),
+            chosen="a",
+            rejected="b",
+            domain=["math", "code", "chat"][i % 3],
+        )
+        for i in range(301)
+    ]
     slots = assign_slots(pairs, seed=5)
     for n in (1, 2, 7, 50, 301):
         for domain in ("math", "code", "chat"):
@@ -298,8 +383,11 @@ def test_report_slot_figures_are_the_slots_a_stage_uses(tmp_path):
     jobs = training_jobs("demo", {"n": 200, "seed": 4}, None, 4)
     for domain, entry in report["domains"].items():
         mine = [slots.chosen_slot for pair, slots in jobs if str(pair.domain) == domain]
-        assert (entry["pairs"], entry["chosen_in_A"], entry["chosen_in_B"]) == (len(mine), mine.count("A"),
-                                                                               mine.count("B"))  # fmt: skip
+        assert (entry["pairs"], entry["chosen_in_A"], entry["chosen_in_B"]) == (
+            len(mine),
+            mine.count("A"),
+            mine.count("B"),
+        )
     limited = training_jobs("demo", {"n": 200, "seed": 4}, 30, 4)
     assert [s.chosen_slot for _, s in limited] == [s.chosen_slot for _, s in jobs[:30]]
 
@@ -317,16 +405,21 @@ def test_demo_recipe_is_deterministic_and_verifiable(tmp_path):
     pairs = load_built(tmp_path / "a") + load_built(tmp_path / "a", "heldout")
     # the demo recipe: two-digit comparisons only, the family a 135M judge learns on a CPU
     assert {(p.meta["family"], p.meta["level"]) for p in pairs} == {("comparison", 1)}
-    every = [r for family in FAMILIES for level in (1, 2, 3)
-             for r in verifiable(30, 3, {family: 1}, [level])]  # fmt: skip
+    every = [r for family in FAMILIES for level in (1, 2, 3) for r in verifiable(30, 3, {family: 1}, [level])]
     for pair in pairs + [_pair(r) for r in every]:
         assert pair.reference and pair.chosen != pair.rejected
         assert _correct(pair, pair.chosen) and not _correct(pair, pair.rejected), pair
 
 
 def _pair(row: dict) -> Pair:
-    return Pair(id=row["id"], context=({"role": "user", "content": row["prompt"]},), chosen=row["chosen"],
-                rejected=row["rejected"], reference=row["reference"], meta=row["meta"])  # fmt: skip
+    return Pair(
+        id=row["id"],
+        context=({"role": "user", "content": row["prompt"]},),
+        chosen=row["chosen"],
+        rejected=row["rejected"],
+        reference=row["reference"],
+        meta=row["meta"],
+    )
 
 
 def _correct(pair: Pair, answer: str) -> bool:
@@ -340,8 +433,15 @@ def _correct(pair: Pair, answer: str) -> bool:
         numbers = [int(x) for x in re.findall(r"\d+", question.split(":")[1])]
         return answer == ", ".join(map(str, sorted(numbers, reverse="descending" in question)))
     if family == "unit_conversion":
-        factors = {"centimetres": 100, "metres": 1000, "grams": 1000, "minutes": 60, "seconds": 60,
-                   "millilitres": 1000, "millimetres": 10}  # fmt: skip
+        factors = {
+            "centimetres": 100,
+            "metres": 1000,
+            "grams": 1000,
+            "minutes": 60,
+            "seconds": 60,
+            "millilitres": 1000,
+            "millimetres": 10,
+        }
         small, amount = re.match(r"How many (\w+) are in ([\d.]+)", question).groups()
         value = float(amount) * factors[small]
         return answer.endswith(f"= {int(value) if value.is_integer() else f'{value:g}'} {small}")
@@ -373,12 +473,18 @@ def test_planted_overlap_with_rm_bench_is_found_and_dropped(benchmark_data, tmp_
 
 def test_generator_family_weights_and_levels_are_checked(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
-                    "    families: {comparison: 1, algebra: 2}\n")  # fmt: skip
-    with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].families.algebra: unknown family; known: "
-                                                r"comparison, arithmetic"):  # fmt: skip
+    path.write_text(
+        "stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
+        "    families: {comparison: 1, algebra: 2}\n"
+    )
+    with pytest.raises(
+        ReasrmConfigError,
+        match=r"r.yaml:7: sources\[0\].families.algebra: unknown family; known: "
+        r"comparison, arithmetic",
+    ):
         load_recipe(str(path))
-    path.write_text("stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n"
-                    "    levels: [1, 4]\n")  # fmt: skip
+    path.write_text(
+        "stage: recipe\nname: r\nsources:\n  - name: s\n    generator: verifiable\n    n: 4\n    levels: [1, 4]\n"
+    )
     with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].levels: must be a non-empty list of 1, 2, 3"):
         load_recipe(str(path))

@@ -48,8 +48,9 @@ def test_reference_reward_is_wins_over_two_orders():
     got = reward(["q1", "q2", "q3", "q4"], ["5", "3", "4", "???"], reference=["4", "4", "4", "4"])
     assert got == [1.0, 0.0, 0.5, 0.0]  # beats / loses to / ties (each side wins slot A once) / invalid = loss
     assert judge.calls == 8  # 2 judge calls per completion
-    conversational = reward([[{"role": "user", "content": "q"}]], [[{"role": "assistant", "content": "9"}]],
-                            reference=["1"])  # fmt: skip
+    conversational = reward(
+        [[{"role": "user", "content": "q"}]], [[{"role": "assistant", "content": "9"}]], reference=["1"]
+    )
     assert conversational == [1.0]
     with pytest.raises(ValueError, match="needs a dataset column 'reference'"):
         reward(["q"], ["1"], answer=["2"])

@@ -11,8 +11,13 @@ from reasrm.eval.run import EvalConfig, benchmark_pairs, bias, run, score
 
 
 def cfg(tmp_path, tiny_model, **kw) -> EvalConfig:
-    overrides = {"model": str(tiny_model), "prompt_format": "rm-r1-instruct", "output": str(tmp_path / "eval"),
-                 "generation.max_new_tokens": 3, **kw}  # fmt: skip
+    overrides = {
+        "model": str(tiny_model),
+        "prompt_format": "rm-r1-instruct",
+        "output": str(tmp_path / "eval"),
+        "generation.max_new_tokens": 3,
+        **kw,
+    }
     return load_config(None, [f"{k}={v}" for k, v in overrides.items()], schema=EvalConfig)
 
 
@@ -75,8 +80,18 @@ def test_pairs_benchmark_uses_the_heldout_split(tmp_path, tiny_model):
 
 def test_rewardbench_from_local_rows_in_hub_schema(tmp_path, tiny_model, write_jsonl):
     subsets = ["alpacaeval-easy", "hep-go", "math-prm"]
-    rows = [{"prompt": f"q{k}", "chosen": "a", "chosen_model": "m", "rejected": "b", "rejected_model": "n",
-             "subset": subset, "id": k} for k, subset in enumerate(subsets)]  # fmt: skip
+    rows = [
+        {
+            "prompt": f"q{k}",
+            "chosen": "a",
+            "chosen_model": "m",
+            "rejected": "b",
+            "rejected_model": "n",
+            "subset": subset,
+            "id": k,
+        }
+        for k, subset in enumerate(subsets)
+    ]
     folder = write_jsonl(rows).parent
     result = run(cfg(tmp_path, tiny_model, benchmark="rewardbench", data_dir=folder))
     assert set(result["scores"]) == {"Chat", "Reasoning", "average", "subsets"}
@@ -92,17 +107,27 @@ def test_config_requires_data_dir_for_local_benchmarks(tmp_path, tiny_model):
 
 def _sample(pair, order, outcome, choice, longer=True, status=None):
     status = status or ("ok" if choice else "missing")
-    return {"pair": pair, "order": order, "outcome": outcome, "chosen_slot": "A" if order == "AB" else "B",
-            "chosen_longer": longer, "verdict": {"choice": choice, "status": status}, "status": status}  # fmt: skip
+    return {
+        "pair": pair,
+        "order": order,
+        "outcome": outcome,
+        "chosen_slot": "A" if order == "AB" else "B",
+        "chosen_longer": longer,
+        "verdict": {"choice": choice, "status": status},
+        "status": status,
+    }
 
 
 def test_bias_report_arithmetic():
     """Position bias made visible: a judge that always says A is right half the time and flips every pair."""
     records = [
-        _sample("p1", "AB", 1, "A"), _sample("p1", "BA", 0, "A"),  # always A: a flip
-        _sample("p2", "AB", 1, "A", longer=False), _sample("p2", "BA", 1, "B", longer=False),  # consistent
-        _sample("p3", "AB", None, None, status="truncated"), _sample("p3", "BA", 0, "A"),
-    ]  # fmt: skip
+        _sample("p1", "AB", 1, "A"),
+        _sample("p1", "BA", 0, "A"),  # always A: a flip
+        _sample("p2", "AB", 1, "A", longer=False),
+        _sample("p2", "BA", 1, "B", longer=False),  # consistent
+        _sample("p3", "AB", None, None, status="truncated"),
+        _sample("p3", "BA", 0, "A"),
+    ]
     by_pair = {}
     for r in records:
         by_pair.setdefault(r["pair"], []).append(r)

@@ -40,9 +40,11 @@ def test_rewardbench_subset_accuracy_counts_invalid_both_ways():
 
 
 def test_rmbench_triangles_of_one_prompt():
-    m = [[1, 0, 0],  # chosen concise vs rejected concise / detailed / markdown
-         [1, 1, 0],
-         [1, 1, 1]]  # fmt: skip
+    m = [
+        [1, 0, 0],  # chosen concise vs rejected concise / detailed / markdown
+        [1, 1, 0],
+        [1, 1, 1],
+    ]
     s = rmbench.scores({"chat": [m]})
     assert s["domains"]["chat"]["hard"] == 0.0  # (0,1) (0,2) (1,2): chosen less styled than rejected
     assert s["domains"]["chat"]["normal"] == 1.0
@@ -96,6 +98,8 @@ def test_rmb_reproduces_published_overall():
     pairwise = {"helpfulness": outcomes(802), "harmlessness": outcomes(806)}
     bon = {"helpfulness": [[1, 1]] * 651 + [[1, 0]] * 349, "harmlessness": [[1]] * 662 + [[0, 1]] * 338}
     s = rmb.scores(pairwise, bon)
-    assert [round(100 * s[k], 1) for k in ("pairwise_helpfulness", "pairwise_harmlessness", "bon_helpfulness",
-                                           "bon_harmlessness")] == [80.2, 80.6, 65.1, 66.2]  # fmt: skip
+    assert [
+        round(100 * s[k], 1)
+        for k in ("pairwise_helpfulness", "pairwise_harmlessness", "bon_helpfulness", "bon_harmlessness")
+    ] == [80.2, 80.6, 65.1, 66.2]
     assert round(100 * s["overall"], 1) == 73.0

@@ -63,26 +63,58 @@ def launch(config: str, processes: int, args: list[str]) -> subprocess.Completed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     accelerate = str(Path(sys.executable).parent / "accelerate")
-    command = [accelerate, "launch", "--config_file", f"stages/accelerate/{config}", "--num_processes",
-               str(processes), "--main_process_port", str(port), "-m", "reasrm.cli", *args]  # fmt: skip
+    command = [
+        accelerate,
+        "launch",
+        "--config_file",
+        f"stages/accelerate/{config}",
+        "--num_processes",
+        str(processes),
+        "--main_process_port",
+        str(port),
+        "-m",
+        "reasrm.cli",
+        *args,
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
 
-DISTILL = ["distill", "stages/distill.yaml", "limit=16", "max_steps=1", "per_device_train_batch_size=2",
-           "validation_pairs=4", "validation_max_new_tokens=32"]  # fmt: skip
-RL = ["rl", "stages/rl.yaml", "limit=8", "max_steps=1", "num_generations=2", "per_device_train_batch_size=4",
-      "gradient_accumulation_steps=1", "max_completion_length=32", "preflight=false", "validation_pairs=4",
-      "prompt_format=compact"]  # fmt: skip
+DISTILL = [
+    "distill",
+    "stages/distill.yaml",
+    "limit=16",
+    "max_steps=1",
+    "per_device_train_batch_size=2",
+    "validation_pairs=4",
+    "validation_max_new_tokens=32",
+]
+RL = [
+    "rl",
+    "stages/rl.yaml",
+    "limit=8",
+    "max_steps=1",
+    "num_generations=2",
+    "per_device_train_batch_size=4",
+    "gradient_accumulation_steps=1",
+    "max_completion_length=32",
+    "preflight=false",
+    "validation_pairs=4",
+    "prompt_format=compact",
+]
 
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory) -> Path:
     """A distilled judge of the embedded default (one process, one step): the start of the rl launches."""
     out = tmp_path_factory.mktemp("distilled") / "distill"
-    result = subprocess.run([sys.executable, "-m", "reasrm.cli", *DISTILL, "validation_pairs=0", f"output={out}"],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "reasrm.cli", *DISTILL, "validation_pairs=0", f"output={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "final"
 
@@ -107,8 +139,11 @@ def test_rl_under_deepspeed_zero3(judge, tmp_path):
 
 def test_distill_under_fsdp2(tmp_path):
     out = tmp_path / "distill"
-    launch("fsdp2.yaml", min(2, torch.cuda.device_count()),
-           [*DISTILL, "shared_prefix=false", "validation_pairs=0", f"output={out}"])  # fmt: skip
+    launch(
+        "fsdp2.yaml",
+        min(2, torch.cuda.device_count()),
+        [*DISTILL, "shared_prefix=false", "validation_pairs=0", f"output={out}"],
+    )
     assert json.loads((out / "final" / "reasrm_judge.json").read_text())["launch"]["strategy"] == "fsdp"
     from transformers import AutoModelForCausalLM
 
@@ -118,8 +153,20 @@ def test_distill_under_fsdp2(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm")
 def test_rl_with_vllm_rollouts_colocated(judge, tmp_path):
     out = tmp_path / "rl"
-    result = subprocess.run([sys.executable, "-m", "reasrm.cli", *RL, f"model={judge}", "rollouts=vllm",
-                             "vllm.gpu_memory_utilization=0.3", f"output={out}"],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reasrm.cli",
+            *RL,
+            f"model={judge}",
+            "rollouts=vllm",
+            "vllm.gpu_memory_utilization=0.3",
+            f"output={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "final" / "config.json").is_file()

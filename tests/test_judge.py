@@ -20,9 +20,17 @@ PAIRS = [
     {"id": "p1", "prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
     {"id": "p2", "prompt": "Name a colour of the sky.", "chosen": "Blue.", "rejected": "Loud."},
     {"id": "p3", "prompt": "Spell 'cat' backwards, please, in lower case.", "chosen": "tac", "rejected": "cta"},
-    {"id": "p4", "context": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                             {"role": "user", "content": "Say bye."}], "chosen": "Bye!", "rejected": "No."},
-]  # fmt: skip
+    {
+        "id": "p4",
+        "context": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Say bye."},
+        ],
+        "chosen": "Bye!",
+        "rejected": "No.",
+    },
+]
 
 
 def _plain_generate(backend: HFBackend, conversation, max_new_tokens: int) -> str:
@@ -36,8 +44,12 @@ def _plain_generate(backend: HFBackend, conversation, max_new_tokens: int) -> st
 
 def test_prefix_cached_batches_match_one_prompt_at_a_time(tiny_model):
     backend = HFBackend.load(str(tiny_model), device="cpu")
-    pairs = [Pair(id=p["id"], context=({"role": "user", "content": p["prompt"]},), chosen=p["chosen"],
-                  rejected=p["rejected"]) for p in PAIRS[:3]]  # fmt: skip
+    pairs = [
+        Pair(
+            id=p["id"], context=({"role": "user", "content": p["prompt"]},), chosen=p["chosen"], rejected=p["rejected"]
+        )
+        for p in PAIRS[:3]
+    ]
     conversations = [render("rm-r1-instruct", p.context, p.chosen, p.rejected) for p in pairs]
     conversations.append(render("rm-r1-instruct", pairs[0].context, "x " * 40, "y"))  # a much longer suffix
     expected = [_plain_generate(backend, c, 12) for c in conversations]
@@ -213,8 +225,11 @@ def test_hub_id_without_reachable_card_needs_a_format():
     assert (prompt.prompt_format.id, prompt.default_rubric) == ("rm-r1-instruct", None)
     card = JudgeCard(prompt_format="rm-r1-reasoning", rubric_pack="support")
     prompt = judge_prompt("any/hub-id", card, rubric="chat")  # the card's format and pack, a forced pack on top
-    assert (prompt.prompt_format.id, prompt.default_rubric, prompt.forced_rubric) == ("rm-r1-reasoning", "support",
-                                                                                       "chat")  # fmt: skip
+    assert (prompt.prompt_format.id, prompt.default_rubric, prompt.forced_rubric) == (
+        "rm-r1-reasoning",
+        "support",
+        "chat",
+    )
     assert judge_prompt(None, None).prompt_format.id == "rm-r1-instruct"  # the embedded default's
 
 
@@ -284,8 +299,9 @@ def test_a_prompt_over_the_limit_is_too_long_and_fails_alone(judge):
     status too_long, counted like any status; the pairs batched with it are judged as they would be alone."""
     from reasrm.runs import summarize
 
-    short = [{"id": f"s{i}", "prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i + 2)}
-             for i in range(3)]  # fmt: skip
+    short = [
+        {"id": f"s{i}", "prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i + 2)} for i in range(3)
+    ]
     long = {"id": "long", "prompt": "word " * 2000, "chosen": "a", "rejected": "b"}
     limited = Judge(judge.backend, judge.prompt, dataclasses.replace(judge.generation, max_prompt_tokens=1500))
     mixed = limited.judge([short[0], long, short[1], short[2]], both_orders=True)

@@ -91,10 +91,13 @@ FSDP = {"WORLD_SIZE": "2", "ACCELERATE_USE_FSDP": "true"}
         (ZERO3, ["validate", "stages/distill.yaml"], "shared_prefix: is tested with one process and DDP"),
         (LAUNCH, ["validate", "stages/distill.yaml", "teacher.backend=vllm"], "teacher.backend: vllm runs one engine"),
         ({}, ["validate", "stages/judge.yaml", "backend=vllm", "vllm.mode=server"], "vllm.mode: server is for GRPO"),
-        ({}, ["validate", "stages/distill.yaml", "lora.r=8", "lora.merge=false", "lora.quantization=4bit"],
-         "lora.quantization: 4bit (QLoRA) needs a CUDA GPU"),
+        (
+            {},
+            ["validate", "stages/distill.yaml", "lora.r=8", "lora.merge=false", "lora.quantization=4bit"],
+            "lora.quantization: 4bit (QLoRA) needs a CUDA GPU",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_a_launch_or_machine_cannot_run_is_refused_in_one_line(monkeypatch, capsys, env, args, expected):
     import torch
 

@@ -47,24 +47,24 @@ def test_trainers_compute_in_the_dtype_judges_use(tmp_path):
 
 def test_models_keep_their_own_layers_not_hub_kernels(tiny_model, tmp_path, monkeypatch):
     """transformers 5 swaps layers for kernels it fetches from the Hub wherever ``kernels`` is installed; on
-    an H200 offline every GPU training run failed at ``model.train()``. Neither the models reasrm loads nor
-    those TRL loads itself (a reference model, a policy named by path) use them; a user's choice stays."""
+    an H200 offline every GPU training run failed at ``model.train()``. After ``setup_process`` (the CLI's),
+    neither the models reasrm loads nor those TRL loads itself (a reference model, a policy named by path)
+    use them; a user's choice stays."""
     import importlib.util
 
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import create_model_from_path
 
-    from reasrm.training.common import trainer_args
+    from reasrm.models import setup_process
 
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
     if importlib.util.find_spec("kernels") is not None:
         assert AutoModelForCausalLM.from_pretrained(tiny_model).use_kernels  # transformers' default
+    setup_process()
     assert not load_model(str(tiny_model), device="cpu").use_kernels
-    monkeypatch.delenv("USE_HUB_KERNELS")
-    trainer_args(tmp_path, type("Cfg", (), {"seed": 0, "save_steps": 10}))
     assert not create_model_from_path(str(tiny_model)).use_kernels
     monkeypatch.setenv("USE_HUB_KERNELS", "YES")
-    load_model(str(tiny_model), device="cpu")
+    setup_process()
     assert os.environ["USE_HUB_KERNELS"] == "YES"
 
 
@@ -143,12 +143,15 @@ print(kept, libc.mallinfo2().hblkhd >= logits.nbytes)  # hblkhd: bytes in blocks
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
-@pytest.mark.parametrize(("how", "env", "printed"), [
-    ("keep", {}, "True False"),  # from the heap: no page faults when the next step reuses it
-    ("default", {}, "None True"),  # glibc's own: a fresh mmap, zero-filled page by page, unmapped on free
-    ("keep", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False True"),  # the user's tunables win
-    ("keep", {"MALLOC_ARENA_MAX": "2"}, "False True"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("how", "env", "printed"),
+    [
+        ("keep", {}, "True False"),  # from the heap: no page faults when the next step reuses it
+        ("default", {}, "None True"),  # glibc's own: a fresh mmap, zero-filled page by page, unmapped on free
+        ("keep", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False True"),  # the user's tunables win
+        ("keep", {"MALLOC_ARENA_MAX": "2"}, "False True"),
+    ],
+)
 def test_cpu_processes_keep_freed_memory_for_reuse(how, env, printed):
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")} | env
     out = subprocess.run([sys.executable, "-c", MALLINFO, how], env=env, capture_output=True, text=True, check=True)
@@ -158,10 +161,12 @@ def test_cpu_processes_keep_freed_memory_for_reuse(how, env, printed):
 def test_importing_the_library_and_loading_a_model_change_nothing_about_the_process(tiny_model):
     """No environment switches and no allocator settings on import or model load: the `reasrm` command
     applies them (reasrm.models.setup_process), and a library user may call it."""
-    code = ("import os, reasrm, reasrm.models as m; from reasrm import Judge; "
-            f"m.load_model({str(tiny_model)!r}); Judge.from_pretrained({str(tiny_model)!r}, prompt_format='compact'); "
-            "print(os.environ.get('USE_HUB_KERNELS'), os.environ.get('TRL_EXPERIMENTAL_SILENCE'), "
-            "m._FREED_MEMORY_KEPT); reasrm.setup_process(); print(os.environ.get('USE_HUB_KERNELS'))")  # fmt: skip
+    code = (
+        "import os, reasrm, reasrm.models as m; from reasrm import Judge; "
+        f"m.load_model({str(tiny_model)!r}); Judge.from_pretrained({str(tiny_model)!r}, prompt_format='compact'); "
+        "print(os.environ.get('USE_HUB_KERNELS'), os.environ.get('TRL_EXPERIMENTAL_SILENCE'), "
+        "m._FREED_MEMORY_KEPT); reasrm.setup_process(); print(os.environ.get('USE_HUB_KERNELS'))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("USE_HUB_KERNELS", "TRL_EXPERIMENTAL_SILENCE")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.splitlines() == ["None None None", "NO"]

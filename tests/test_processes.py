@@ -32,10 +32,27 @@ def command(args: list[str], processes: int = 2, config: str | None = None) -> l
     if processes == 1:
         return [sys.executable, "-m", "reasrm.cli", *args]
     if config is None:
-        return [str(BIN / "torchrun"), "--nproc_per_node", str(processes), "--master_port", str(free_port()),
-                "-m", "reasrm.cli", *args]  # fmt: skip
-    return [str(BIN / "accelerate"), "launch", "--config_file", f"stages/accelerate/{config}", "--main_process_port",
-            str(free_port()), "-m", "reasrm.cli", *args]  # fmt: skip
+        return [
+            str(BIN / "torchrun"),
+            "--nproc_per_node",
+            str(processes),
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "reasrm.cli",
+            *args,
+        ]
+    return [
+        str(BIN / "accelerate"),
+        "launch",
+        "--config_file",
+        f"stages/accelerate/{config}",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "reasrm.cli",
+        *args,
+    ]
 
 
 def launch(args: list[str], processes: int = 2, config: str | None = None) -> subprocess.CompletedProcess:
@@ -48,19 +65,42 @@ def steps(path: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-RL = ["rl", "stages/rl.yaml", "recipe_params={n: 60}", "limit=8", "num_generations=2", "gradient_accumulation_steps=1",
-      "max_completion_length=40", "validation_pairs=4", "prompt_format=compact"]  # fmt: skip
+RL = [
+    "rl",
+    "stages/rl.yaml",
+    "recipe_params={n: 60}",
+    "limit=8",
+    "num_generations=2",
+    "gradient_accumulation_steps=1",
+    "max_completion_length=40",
+    "validation_pairs=4",
+    "prompt_format=compact",
+]
 
 
 def test_distill_with_a_model_teacher_under_two_processes(tiny_model, verdict_model, tmp_path):
     """Each pair's teacher request is sent once (each rank sends its share), chains.jsonl holds each pair
     once, the held-out validation each step once, and one final/ with its card; the log says it all once."""
     out = tmp_path / "distill"
-    result = launch(["distill", "stages/distill.yaml", f"model={tiny_model}", "recipe_params={n: 60}", "limit=12",
-                     "teacher.backend=hf", f"teacher.model={verdict_model}", "teacher.hint_pass=false",
-                     "teacher.generation.max_new_tokens=40", "teacher.generation.batch_size=2", "max_steps=2",
-                     "per_device_train_batch_size=2", "validation_pairs=4", "validation_max_new_tokens=8",
-                     f"output={out}"])  # fmt: skip
+    result = launch(
+        [
+            "distill",
+            "stages/distill.yaml",
+            f"model={tiny_model}",
+            "recipe_params={n: 60}",
+            "limit=12",
+            "teacher.backend=hf",
+            f"teacher.model={verdict_model}",
+            "teacher.hint_pass=false",
+            "teacher.generation.max_new_tokens=40",
+            "teacher.generation.batch_size=2",
+            "max_steps=2",
+            "per_device_train_batch_size=2",
+            "validation_pairs=4",
+            "validation_max_new_tokens=8",
+            f"output={out}",
+        ]
+    )
     records = [json.loads(line) for line in (out / "chains.jsonl").read_text().splitlines()]
     assert len(records) == len({r["id"] for r in records}) == 12
     assert {r["kept"] for r in records} == {True, False}  # the teacher always answers A: right for about half
@@ -81,8 +121,17 @@ def test_rl_with_validation_every_step_under_two_processes(verdict_model, tmp_pa
     """The shipped 2-process CPU config; validation.jsonl holds each step once, one card with the launch,
     and the global batch (config x processes) printed once."""
     out = tmp_path / "rl"
-    result = launch([*RL, f"model={verdict_model}", "per_device_train_batch_size=4", "max_steps=3", "eval_steps=1",
-                     f"output={out}"], config="cpu-ddp.yaml")  # fmt: skip
+    result = launch(
+        [
+            *RL,
+            f"model={verdict_model}",
+            "per_device_train_batch_size=4",
+            "max_steps=3",
+            "eval_steps=1",
+            f"output={out}",
+        ],
+        config="cpu-ddp.yaml",
+    )
     assert steps(out / "validation.jsonl") == [0, 1, 2, 3]
     validated = json.loads((out / "eval.json").read_text())["after"]
     assert validated["valid"] == 1.0 and validated["a_rate"] == 1.0  # the model always answers A
@@ -105,9 +154,21 @@ def test_two_processes_reproduce_one_process_sft_losses(tiny_model, tmp_path):
     runs = {}
     for processes, per_device in ((1, 4), (2, 2)):
         out = tmp_path / f"p{processes}"
-        launch(["distill", "stages/distill.yaml", f"model={tiny_model}", "recipe_params={n: 60}", "limit=16",
-                "max_steps=3", "save_steps=3", f"per_device_train_batch_size={per_device}", "validation_pairs=0",
-                f"output={out}"], processes)  # fmt: skip
+        launch(
+            [
+                "distill",
+                "stages/distill.yaml",
+                f"model={tiny_model}",
+                "recipe_params={n: 60}",
+                "limit=16",
+                "max_steps=3",
+                "save_steps=3",
+                f"per_device_train_batch_size={per_device}",
+                "validation_pairs=0",
+                f"output={out}",
+            ],
+            processes,
+        )
         runs[processes] = losses(out / "checkpoint-3")
     assert len(runs[1]) == 3
     assert runs[2] == pytest.approx(runs[1], rel=1e-5)
@@ -121,11 +182,25 @@ def test_two_processes_reproduce_one_process_grpo_rewards(verdict_model, tmp_pat
     runs = {}
     for processes, per_device in ((1, 8), (2, 4)):
         out = tmp_path / f"p{processes}"
-        launch([*RL, f"model={verdict_model}", f"per_device_train_batch_size={per_device}", "max_steps=2",
-                "save_steps=2", "temperature=0.01", "validation_pairs=0", f"output={out}"], processes)  # fmt: skip
+        launch(
+            [
+                *RL,
+                f"model={verdict_model}",
+                f"per_device_train_batch_size={per_device}",
+                "max_steps=2",
+                "save_steps=2",
+                "temperature=0.01",
+                "validation_pairs=0",
+                f"output={out}",
+            ],
+            processes,
+        )
         state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
-        runs[processes] = [{k: h[k] for k in ("reward", "completions/mean_length", "loss")}
-                           for h in state["log_history"] if "reward" in h]  # fmt: skip
+        runs[processes] = [
+            {k: h[k] for k in ("reward", "completions/mean_length", "loss")}
+            for h in state["log_history"]
+            if "reward" in h
+        ]
     assert len(runs[1]) == 2 and {r["reward"] for r in runs[1]} != {1.0}
     assert runs[2] == runs[1]
 
@@ -135,8 +210,19 @@ def test_rl_under_deepspeed_zero3(verdict_model, tmp_path):
     """`reasrm rl` with a KL term (beta 0.1: TRL's reference model under zero.Init) under DeepSpeed ZeRO-3 on
     the CPU: the preflight, the validation and the saved judge see the whole weights."""
     out = tmp_path / "rl"
-    result = launch([*RL, f"model={verdict_model}", "per_device_train_batch_size=4", "max_steps=2", "eval_steps=1",
-                     "shared_prefix=false", "beta=0.1", f"output={out}"], config="cpu-zero3.yaml")  # fmt: skip
+    result = launch(
+        [
+            *RL,
+            f"model={verdict_model}",
+            "per_device_train_batch_size=4",
+            "max_steps=2",
+            "eval_steps=1",
+            "shared_prefix=false",
+            "beta=0.1",
+            f"output={out}",
+        ],
+        config="cpu-zero3.yaml",
+    )
     assert steps(out / "validation.jsonl") == [0, 1, 2]
     assert json.loads((out / "eval.json").read_text())["after"]["valid"] == 1.0
     assert "DeepSpeed ZeRO-3" in result.stdout + result.stderr
@@ -150,8 +236,16 @@ def test_rl_killed_after_a_checkpoint_resumes_across_two_processes(verdict_model
     """SIGKILL the whole 2-process run once its first checkpoint is complete, then `resume=true` under 2
     processes: the same final step, and every validated step once."""
     out = tmp_path / "rl"
-    args = [*RL, f"model={verdict_model}", "per_device_train_batch_size=4", "max_steps=6", "eval_steps=1",
-            "save_steps=2", "preflight=false", f"output={out}"]  # fmt: skip
+    args = [
+        *RL,
+        f"model={verdict_model}",
+        "per_device_train_batch_size=4",
+        "max_steps=6",
+        "eval_steps=1",
+        "save_steps=2",
+        "preflight=false",
+        f"output={out}",
+    ]
     process = subprocess.Popen(command(args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
@@ -177,17 +271,54 @@ def test_judge_and_eval_under_two_processes_write_each_result_once(verdict_model
     in the input's order, once, and prints the summary once."""
     pairs = ROOT / "data_recipes/examples/pairs.jsonl"
     out = tmp_path / "judged.jsonl"
-    result = launch(["judge", "--model", str(verdict_model), "--prompt-format", "compact", "--pairs", str(pairs),
-                     "--output", str(out), "--both-orders", "--max-new-tokens", "40", "--batch-size", "2"])  # fmt: skip
+    result = launch(
+        [
+            "judge",
+            "--model",
+            str(verdict_model),
+            "--prompt-format",
+            "compact",
+            "--pairs",
+            str(pairs),
+            "--output",
+            str(out),
+            "--both-orders",
+            "--max-new-tokens",
+            "40",
+            "--batch-size",
+            "2",
+        ]
+    )
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert ids == [json.loads(line)["id"] for line in pairs.read_text().splitlines()]
     assert (result.stdout + result.stderr).count("wrote ") == 1
     data = tmp_path / "data"
-    subprocess.run(command(["data", "build", "data_recipes/demo.yaml", "n=200", "--output", str(data)], 1), cwd=ROOT,
-                   check=True, capture_output=True)  # fmt: skip
-    result = launch(["eval", "--benchmark", "pairs", "--data-dir", str(data), "--model", str(verdict_model),
-                     "--prompt-format", "compact", "--limit", "6", "--max-new-tokens", "40", "--both-orders",
-                     "--output", str(tmp_path / "eval")])  # fmt: skip
+    subprocess.run(
+        command(["data", "build", "data_recipes/demo.yaml", "n=200", "--output", str(data)], 1),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    result = launch(
+        [
+            "eval",
+            "--benchmark",
+            "pairs",
+            "--data-dir",
+            str(data),
+            "--model",
+            str(verdict_model),
+            "--prompt-format",
+            "compact",
+            "--limit",
+            "6",
+            "--max-new-tokens",
+            "40",
+            "--both-orders",
+            "--output",
+            str(tmp_path / "eval"),
+        ]
+    )
     samples = [json.loads(line)["key"] for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == len(set(samples)) == 12
     assert json.loads((tmp_path / "eval" / "scores.json").read_text())["pairs"] == 6

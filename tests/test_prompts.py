@@ -129,15 +129,19 @@ def test_format_templates_are_checked(tmp_path):
     """A prompt format is read by the typed config loader: unknown placeholders, unbalanced braces and a
     list where text belongs are each one line naming file, line and key."""
     path = tmp_path / "mine.yaml"
-    path.write_text("id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
-                    "user_single_turn: '{question} {answer_a} {answer_b'\nuser_multi_turn: [a, b]\n")  # fmt: skip
+    path.write_text(
+        "id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
+        "user_single_turn: '{question} {answer_a} {answer_b'\nuser_multi_turn: [a, b]\n"
+    )
     with pytest.raises(ReasrmConfigError) as error:
         load_format(str(path))
     problems = str(error.value).splitlines()
     assert problems[0].startswith(f"{path}:6: user_multi_turn: expected str, got ['a', 'b']")
-    path.write_text("id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
-                    "user_single_turn: '{question} {answer_a} {answer_b'\n"
-                    "user_multi_turn: '{conversation_1}'\n")  # fmt: skip
+    path.write_text(
+        "id: mine\nversion: 1\ndescription: d\nsystem: 'Judge {domian}'\n"
+        "user_single_turn: '{question} {answer_a} {answer_b'\n"
+        "user_multi_turn: '{conversation_1}'\n"
+    )
     with pytest.raises(ReasrmConfigError) as error:
         load_format(str(path))
     assert str(error.value).splitlines() == [

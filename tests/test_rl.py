@@ -33,8 +33,9 @@ def test_consistency_reward_pays_only_verdicts_that_survive_the_swap(completions
 
 
 def test_consistency_reward_keeps_pairs_apart():
-    rewards = consistency_reward(None, [A, B, A, A], ["A", "B", "A", "B"], ["p", "p", "q", "q"],
-                                 ["AB", "BA", "AB", "BA"])  # fmt: skip
+    rewards = consistency_reward(
+        None, [A, B, A, A], ["A", "B", "A", "B"], ["p", "p", "q", "q"], ["AB", "BA", "AB", "BA"]
+    )
     assert rewards == [1, 1, 0, 0]  # p right in both orders; q answered "A" twice
 
 
@@ -130,12 +131,23 @@ def test_every_generation_batch_of_the_trainer_holds_whole_pairs(tiny_model, tmp
     from reasrm.prompts import JudgePrompt
 
     rows = grpo_rows(JudgePrompt.create("compact"), _jobs(8), both_orders=True, seed=0)
-    args = GRPOConfig(output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=per_device,
-                      gradient_accumulation_steps=accumulated, max_steps=4, shuffle_dataset=False,
-                      report_to="none", bf16=False)  # fmt: skip
-    trainer = GRPOTrainer(model=load_model(str(tiny_model)), reward_funcs=REWARDS["verdict"], args=args,
-                          train_dataset=Dataset.from_list(rows),
-                          processing_class=load_tokenizer(str(tiny_model)))  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        num_generations=2,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulated,
+        max_steps=4,
+        shuffle_dataset=False,
+        report_to="none",
+        bf16=False,
+    )
+    trainer = GRPOTrainer(
+        model=load_model(str(tiny_model)),
+        reward_funcs=REWARDS["verdict"],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=load_tokenizer(str(tiny_model)),
+    )
     batches = [batch for batch, _ in zip(trainer.get_train_dataloader(), range(4), strict=False)]
     assert len(batches) == 4
     for batch in batches:
@@ -152,31 +164,57 @@ def test_rl_config_problems_name_their_keys(capsys):
         "per_device_train_batch_size: times gradient_accumulation_steps must be a multiple of 2 x "
         "num_generations: both orders of a pair (6)"
     ) in err
-    assert main(["validate", "stages/rl.yaml", "reward_weights=[1.0]", "filter_pass_rate=[0.9,0.1]",
-                 "loss_type=ppo", "scale_rewards=std", "warmup_steps=2.5",
-                 "lr_scheduler_type=cosine_with_restarts"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "validate",
+                "stages/rl.yaml",
+                "reward_weights=[1.0]",
+                "filter_pass_rate=[0.9,0.1]",
+                "loss_type=ppo",
+                "scale_rewards=std",
+                "warmup_steps=2.5",
+                "lr_scheduler_type=cosine_with_restarts",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "reward_weights: gives 1 weights for 3 rewards (verdict, consistency, format)" in err
     assert "filter_pass_rate: must be [low, high] with 0 <= low <= high <= 1, got [0.9, 0.1]" in err
     assert "loss_type: must be one of dapo, grpo, dr_grpo, bnpo, got 'ppo'" in err
     assert "scale_rewards: must be one of group, batch, none, got 'std'" in err
     assert "warmup_steps: must be a whole number of steps or a share in [0, 1), got 2.5" in err
-    assert ("lr_scheduler_type: must be one of linear, constant_with_warmup, cosine, constant, "
-            "got 'cosine_with_restarts'") in err  # fmt: skip
+    assert (
+        "lr_scheduler_type: must be one of linear, constant_with_warmup, cosine, constant, got 'cosine_with_restarts'"
+    ) in err
     for warmup in ("3", "0.25", "0"):
         assert main(["validate", "stages/rl.yaml", f"warmup_steps={warmup}"]) == 0
-    assert main(["validate", "stages/rl.yaml", "both_orders=false", "num_generations=4",
-                 "per_device_train_batch_size=4"]) == 0  # fmt: skip
+    assert (
+        main(["validate", "stages/rl.yaml", "both_orders=false", "num_generations=4", "per_device_train_batch_size=4"])
+        == 0
+    )
     assert main(["validate", "--config-only", "stages/presets/rm-r1/qwen2.5-7b-instruct/rl.yaml"]) == 0
 
 
 def _rl(tiny_model, tmp_path, *overrides):
-    return load_config("stages/rl.yaml", [f"model={tiny_model}", "recipe_params={n: 60}", "limit=4", "max_steps=2",
-                                          "num_generations=2", "per_device_train_batch_size=4",
-                                          "gradient_accumulation_steps=1", "max_completion_length=8",
-                                          "prompt_format=compact",
-                                          f"output={tmp_path / 'rl'}", *overrides],
-                       schema=RLConfig)  # fmt: skip
+    return load_config(
+        "stages/rl.yaml",
+        [
+            f"model={tiny_model}",
+            "recipe_params={n: 60}",
+            "limit=4",
+            "max_steps=2",
+            "num_generations=2",
+            "per_device_train_batch_size=4",
+            "gradient_accumulation_steps=1",
+            "max_completion_length=8",
+            "prompt_format=compact",
+            f"output={tmp_path / 'rl'}",
+            *overrides,
+        ],
+        schema=RLConfig,
+    )
 
 
 @pytest.mark.parametrize(
@@ -197,8 +235,11 @@ def test_constant_slot_names_a_judge_blind_to_the_content(choices, chosen, const
 def test_preflight_refuses_a_model_that_writes_no_verdict(tiny_model, tmp_path):
     from reasrm.training.rl import run
 
-    with pytest.raises(ReasrmConfigError, match=r"wrote no valid verdict on 4 sampled training prompts .*"
-                                                r"Distill it first \(reasrm distill\)"):  # fmt: skip
+    with pytest.raises(
+        ReasrmConfigError,
+        match=r"wrote no valid verdict on 4 sampled training prompts .*"
+        r"Distill it first \(reasrm distill\)",
+    ):
         run(_rl(tiny_model, tmp_path))
     assert not (tmp_path / "rl" / "checkpoint-1").exists()
 
@@ -210,8 +251,14 @@ def test_difficulty_filter_drops_pairs_outside_the_band(tiny_model, tmp_path):
     with pytest.raises(ReasrmConfigError, match=r"filter_pass_rate': no pair's pass rate is in \[0.1, 0.9\]"):
         run(_rl(tiny_model, tmp_path, "preflight=false", "filter_pass_rate=[0.1,0.9]", "filter_samples=2"))
     report = json.loads((tmp_path / "rl" / "filter.json").read_text())
-    assert report == {"pass_rate": [0.1, 0.9], "samples_per_order": 2, "pairs": 4, "too_easy": 0, "too_hard": 4,
-                      "kept": 0}  # fmt: skip
+    assert report == {
+        "pass_rate": [0.1, 0.9],
+        "samples_per_order": 2,
+        "pairs": 4,
+        "too_easy": 0,
+        "too_hard": 4,
+        "kept": 0,
+    }
 
 
 def test_rl_validates_on_held_out_pairs_and_draws_curves(tiny_model, tmp_path):
@@ -238,8 +285,18 @@ def test_rl_validates_on_held_out_pairs_and_draws_curves(tiny_model, tmp_path):
 def test_rl_learning_rate_warms_up_then_follows_the_schedule(tiny_model, tmp_path, schedule, rates):
     from reasrm.training.rl import run
 
-    final = run(_rl(tiny_model, tmp_path, "preflight=false", "validation_pairs=0", "max_steps=3", "warmup_steps=1",
-                    "learning_rate=1e-3", f"lr_scheduler_type={schedule}"))  # fmt: skip
+    final = run(
+        _rl(
+            tiny_model,
+            tmp_path,
+            "preflight=false",
+            "validation_pairs=0",
+            "max_steps=3",
+            "warmup_steps=1",
+            "learning_rate=1e-3",
+            f"lr_scheduler_type={schedule}",
+        )
+    )
     history = json.loads((final.parent / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     assert [h["learning_rate"] for h in history if "learning_rate" in h] == pytest.approx([r * 1e-3 for r in rates])
 
@@ -253,21 +310,43 @@ def test_rl_table_starts_from_the_distilled_judges_own_measurement(tiny_model, t
     from reasrm.training.distill import run as distill
     from reasrm.training.rl import run
 
-    cfg = load_config("stages/distill.yaml", [f"model={tiny_model}", "recipe_params={n: 60}", "limit=4", "max_steps=1",
-                                              "validation_pairs=2", "validation_max_new_tokens=8",
-                                              f"output={tmp_path / 'distill'}"], schema=DistillConfig)  # fmt: skip
+    cfg = load_config(
+        "stages/distill.yaml",
+        [
+            f"model={tiny_model}",
+            "recipe_params={n: 60}",
+            "limit=4",
+            "max_steps=1",
+            "validation_pairs=2",
+            "validation_max_new_tokens=8",
+            f"output={tmp_path / 'distill'}",
+        ],
+        schema=DistillConfig,
+    )
     final = distill(cfg)
     measured = json.loads((tmp_path / "distill" / "eval.json").read_text())
     assert measured["before"]["pairs"] == measured["after"]["pairs"] == 2
     with caplog.at_level(logging.INFO, logger="reasrm"):
-        run(_rl(tiny_model, tmp_path, f"model={final}", "prompt_format=null", "preflight=false", "validation_pairs=2",
-                "eval_steps=0", "max_steps=1"))  # fmt: skip
+        run(
+            _rl(
+                tiny_model,
+                tmp_path,
+                f"model={final}",
+                "prompt_format=null",
+                "preflight=false",
+                "validation_pairs=2",
+                "eval_steps=0",
+                "max_steps=1",
+            )
+        )
     records = [json.loads(line) for line in (tmp_path / "rl" / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1]
-    assert {k: v for k, v in records[0].items() if k != "step"} == {k: v for k, v in measured["after"].items()
-                                                                     if k != "step"}  # fmt: skip
-    table = next(r.getMessage() for r in caplog.records if "held-out validation" in r.getMessage() and "RL" in
-                 r.getMessage())  # fmt: skip
+    assert {k: v for k, v in records[0].items() if k != "step"} == {
+        k: v for k, v in measured["after"].items() if k != "step"
+    }
+    table = next(
+        r.getMessage() for r in caplog.records if "held-out validation" in r.getMessage() and "RL" in r.getMessage()
+    )
     assert [line.split()[0] for line in table.splitlines()[2:]] == ["base", "after", "after"]
     assert "after distill" in table and "after RL (step 1)" in table
 
@@ -286,8 +365,13 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     from reasrm.training.rl import grpo_args, grpo_trainer
     from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, _groups
 
-    overrides = [f"model={tiny_model}", "num_generations=3", "per_device_train_batch_size=6",
-                 "gradient_accumulation_steps=1", f"output={tmp_path}"]  # fmt: skip
+    overrides = [
+        f"model={tiny_model}",
+        "num_generations=3",
+        "per_device_train_batch_size=6",
+        "gradient_accumulation_steps=1",
+        f"output={tmp_path}",
+    ]
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     tokenizer = load_tokenizer(str(tiny_model))
     rows = grpo_rows(JudgePrompt.create("compact"), _jobs(2), both_orders=False, seed=0)

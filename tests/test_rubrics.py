@@ -14,10 +14,22 @@ from reasrm.rubrics import find_packs, load_pack, validate_file, write_skeleton
 from reasrm.verdict import parse_verdict
 
 SHIPPED = {"chat", "reasoning", "code", "safety", "rm-r1-instruct", "rm-r1-reasoning", "support"}
-SUPPORT = {"id": "s1", "prompt": "I was charged twice.", "chosen": "Refunded the second charge.",
-           "rejected": "Be more careful.", "rubric": "support", "domain": "support"}  # fmt: skip
-MATH = {"id": "m1", "prompt": "What is 47 + 38?", "chosen": "85", "rejected": "75", "reference": "47 + 38 = 85",
-        "domain": "math"}  # fmt: skip
+SUPPORT = {
+    "id": "s1",
+    "prompt": "I was charged twice.",
+    "chosen": "Refunded the second charge.",
+    "rejected": "Be more careful.",
+    "rubric": "support",
+    "domain": "support",
+}
+MATH = {
+    "id": "m1",
+    "prompt": "What is 47 + 38?",
+    "chosen": "85",
+    "rejected": "75",
+    "reference": "47 + 38 = 85",
+    "domain": "math",
+}
 
 
 def test_every_shipped_pack_validates():
@@ -35,7 +47,9 @@ def _pack(tmp_path, text: str, name: str = "bad"):
 
 
 def test_validate_reports_every_problem_at_once_with_key_paths(tmp_path, capsys):
-    path = _pack(tmp_path, """\
+    path = _pack(
+        tmp_path,
+        """\
         id: bad
         version: 1
         domain: sql
@@ -48,7 +62,8 @@ def test_validate_reports_every_problem_at_once_with_key_paths(tmp_path, capsys)
           - {id: c, description: z, weight: 0.2, good: g, poor: p, extra: 1}
           - {id: d, weight: 0.1, good: g, poor: p}
         weights_justification: why
-        """)  # fmt: skip
+        """,
+    )
     problems = validate_file(path)
     text = "\n".join(problems)
     assert f"{path}:5: description: missing (a non-empty string)" in text
@@ -83,10 +98,21 @@ def test_weights_must_sum_to_one_unless_normalized(tmp_path):
 
 def test_unknown_placeholder_in_a_pack_format_is_reported(tmp_path):
     fmt = tmp_path / "myfmt.yaml"
-    fmt.write_text(json.dumps({"id": "myfmt", "version": 1, "description": "d", "system": "Judge {domian}: {criteria}",
-                               "user_single_turn": "{question} {answer_a} {answer_b} {refrence}",
-                               "user_multi_turn": "{conversation_1} {conversation_2}"}))  # fmt: skip
-    path = _pack(tmp_path, f"""\
+    fmt.write_text(
+        json.dumps(
+            {
+                "id": "myfmt",
+                "version": 1,
+                "description": "d",
+                "system": "Judge {domian}: {criteria}",
+                "user_single_turn": "{question} {answer_a} {answer_b} {refrence}",
+                "user_multi_turn": "{conversation_1} {conversation_2}",
+            }
+        )
+    )
+    path = _pack(
+        tmp_path,
+        f"""\
         id: p
         version: 1
         domain: sql
@@ -95,7 +121,9 @@ def test_unknown_placeholder_in_a_pack_format_is_reported(tmp_path):
         description: SQL.
         criteria: [{{id: a, description: x, weight: 1, good: g, poor: p}}]
         weights_justification: why
-        """, "p")  # fmt: skip
+        """,
+        "p",
+    )
     text = "\n".join(validate_file(path))
     assert f"{path}:5: format: {fmt}:1: system: unknown placeholder {{domian}}" in text
     assert "user_single_turn: unknown placeholder {refrence}" in text
@@ -113,8 +141,10 @@ def test_skeleton_names_its_todos_until_filled_in(tmp_path):
 
 def test_a_pack_renders_its_criteria_constraints_and_reference():
     pair = pair_from_dict(MATH, "t")
-    system, user = (m["content"] for m in JudgePrompt.create("rm-r1-instruct", forced_rubric="reasoning").messages(
-        pair, pair.shown("A")))  # fmt: skip
+    system, user = (
+        m["content"]
+        for m in JudgePrompt.create("rm-r1-instruct", forced_rubric="reasoning").messages(pair, pair.shown("A"))
+    )
     assert "1. final_answer (weight 60%)" in system and "Hard constraints" in system and "<solution>" in system
     assert "do not invent other criteria" in system
     assert "[Reference Answer]\n47 + 38 = 85\n\n[The Start of Chatbot A's Response]" in user
@@ -130,8 +160,9 @@ def test_pack_resolution_forced_then_pair_then_default_then_format():
     assert forced.pack_for(math).id == forced.pack_for(support).id == "chat"
     # A self-generated pack renders byte-identically to its prompt format.
     slots = math.shown("A")
-    assert JudgePrompt.create("rm-r1-instruct", forced_rubric="rm-r1-reasoning").messages(math, slots) == \
-        JudgePrompt.create("rm-r1-reasoning").messages(math, slots)  # fmt: skip
+    assert JudgePrompt.create("rm-r1-instruct", forced_rubric="rm-r1-reasoning").messages(
+        math, slots
+    ) == JudgePrompt.create("rm-r1-reasoning").messages(math, slots)
 
 
 def test_bad_pack_references_are_clear_errors():
@@ -165,14 +196,31 @@ def test_recipe_sets_packs_per_domain_and_counts_unknown_ones(tmp_path, write_js
 
     rows = [{**SUPPORT, "rubric": None}, {**MATH}, {**SUPPORT, "id": "s2", "rubric": "nope"}]
     path = tmp_path / "r.yaml"
-    path.write_text(json.dumps({"stage": "recipe", "name": "r", "on_error": "skip",
-                                "domains": ["support", "math"], "rubrics": {"support": "support"},
-                                "sources": [{"name": "x", "path": str(write_jsonl(rows))}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "stage": "recipe",
+                "name": "r",
+                "on_error": "skip",
+                "domains": ["support", "math"],
+                "rubrics": {"support": "support"},
+                "sources": [{"name": "x", "path": str(write_jsonl(rows))}],
+            }
+        )
+    )
     report = build(load_config(path, schema=RecipeConfig), tmp_path / "out")
     assert report["sources"]["x"]["dropped"] == {"unknown_rubric": 1}
     assert {p.id: p.rubric for p in load_built(tmp_path / "out")} == {"s1": "support", "m1": None}
-    path.write_text(json.dumps({"stage": "recipe", "name": "r", "rubrics": {"chat": "nope"},
-                                "sources": [{"name": "x", "generator": "verifiable", "n": 2}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "stage": "recipe",
+                "name": "r",
+                "rubrics": {"chat": "nope"},
+                "sources": [{"name": "x", "generator": "verifiable", "n": 2}],
+            }
+        )
+    )
     with pytest.raises(ReasrmConfigError, match=r"rubrics.chat: unknown rubric pack 'nope'"):
         load_config(path, schema=RecipeConfig)
 
@@ -216,8 +264,13 @@ def test_five_stages_render_identical_messages(row, tiny_model, tmp_path):
     judge = Judge(backend, prompt, GenerationConfig(max_new_tokens=2))
     judge.judge([pair], slots=["A"])
     via_judge = backend.seen.pop()
-    unlabelled = {"response_a": slots.response_a, "response_b": slots.response_b, "prompt": row["prompt"],
-                  "rubric": row.get("rubric"), "reference": row.get("reference")}  # fmt: skip
+    unlabelled = {
+        "response_a": slots.response_a,
+        "response_b": slots.response_b,
+        "prompt": row["prompt"],
+        "rubric": row.get("rubric"),
+        "reference": row.get("reference"),
+    }
     with TestClient(create_app(judge, "judge")) as client:
         reply = client.post("/v1/judge", json=unlabelled)
     assert reply.status_code == 200, reply.text
@@ -255,7 +308,25 @@ def test_cli_show_and_try(tiny_model, tmp_path, capsys):
     assert "rubric pack support v1" in out and "pair s2" in out and "I was charged twice." in out
     assert main(["rubric", "show", "support", "--pair", f"{pairs}:9"]) == 2
     assert "no pair on line 9" in capsys.readouterr().err
-    assert main(["rubric", "try", "support", "--pairs", str(pairs), "--model", str(tiny_model),
-                 "--prompt-format", "rm-r1-instruct", "--max-new-tokens", "4", "--limit", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "rubric",
+                "try",
+                "support",
+                "--pairs",
+                str(pairs),
+                "--model",
+                str(tiny_model),
+                "--prompt-format",
+                "rm-r1-instruct",
+                "--max-new-tokens",
+                "4",
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "=== s1" in out and "label chosen in" in out and "support v1: 0 of 1 labelled pairs judged right" in out

@@ -76,34 +76,69 @@ def test_resumable_jsonl_drops_a_cut_line_and_knows_what_is_done(tmp_path):
 
 
 def _call(order: str, chosen_slot, choice, status=None):
-    return {"order": order, "chosen_slot": chosen_slot,
-            "verdict": {"choice": choice, "status": status or ("ok" if choice else "missing")}}  # fmt: skip
+    return {
+        "order": order,
+        "chosen_slot": chosen_slot,
+        "verdict": {"choice": choice, "status": status or ("ok" if choice else "missing")},
+    }
 
 
 @pytest.mark.parametrize(
     ("pairs", "expected"),
     [
         # A judge that always answers A, both orders of two pairs: half right, every pair flips.
-        ([[_call("AB", "A", "A"), _call("BA", "B", "A")], [_call("AB", "B", "A"), _call("BA", "A", "A")]],
-         {"accuracy": 0.5, "label_prior": 0.5, "a_rate": 1.0, "flip_rate": 1.0, "both_right": 0.0, "valid": 1.0,
-          "both_right_chance": 0.0}),
+        (
+            [[_call("AB", "A", "A"), _call("BA", "B", "A")], [_call("AB", "B", "A"), _call("BA", "A", "A")]],
+            {
+                "accuracy": 0.5,
+                "label_prior": 0.5,
+                "a_rate": 1.0,
+                "flip_rate": 1.0,
+                "both_right": 0.0,
+                "valid": 1.0,
+                "both_right_chance": 0.0,
+            },
+        ),
         # A judge that follows the content: right in both orders, no flips.
-        ([[_call("AB", "A", "A"), _call("BA", "B", "B")], [_call("AB", "B", "B"), _call("BA", "A", "A")]],
-         {"accuracy": 1.0, "label_prior": 0.5, "a_rate": 0.5, "flip_rate": 0.0, "both_right": 1.0,
-          "both_right_chance": 0.25}),
+        (
+            [[_call("AB", "A", "A"), _call("BA", "B", "B")], [_call("AB", "B", "B"), _call("BA", "A", "A")]],
+            {
+                "accuracy": 1.0,
+                "label_prior": 0.5,
+                "a_rate": 0.5,
+                "flip_rate": 0.0,
+                "both_right": 1.0,
+                "both_right_chance": 0.25,
+            },
+        ),
         # One order each, chosen mostly in B; "always B" would score 0.75: the label prior says so.
-        ([[_call("AB", "B", "B")], [_call("AB", "B", "B")], [_call("AB", "B", "B")], [_call("AB", "A", None)]],
-         {"accuracy": 0.75, "label_prior": 0.75, "chosen_in_a": 0.25, "a_rate": 0.0, "valid": 0.75,
-          "statuses": {"ok": 3, "missing": 1}}),
+        (
+            [[_call("AB", "B", "B")], [_call("AB", "B", "B")], [_call("AB", "B", "B")], [_call("AB", "A", None)]],
+            {
+                "accuracy": 0.75,
+                "label_prior": 0.75,
+                "chosen_in_a": 0.25,
+                "a_rate": 0.0,
+                "valid": 0.75,
+                "statuses": {"ok": 3, "missing": 1},
+            },
+        ),
         # Invalid verdicts count as wrong, and a pair with one leaves the flip rate.
-        ([[_call("AB", "A", None, "failed"), _call("BA", "B", "B")], [_call("AB", "A", "A"), _call("BA", "B", "A")]],
-         {"accuracy": 0.5, "flip_rate": 1.0, "both_right": 0.0, "statuses": {"ok": 3, "failed": 1},
-          "both_right_chance": 2 * 1 / 16}),
+        (
+            [[_call("AB", "A", None, "failed"), _call("BA", "B", "B")], [_call("AB", "A", "A"), _call("BA", "B", "A")]],
+            {
+                "accuracy": 0.5,
+                "flip_rate": 1.0,
+                "both_right": 0.0,
+                "statuses": {"ok": 3, "failed": 1},
+                "both_right_chance": 2 * 1 / 16,
+            },
+        ),
         # Unlabelled pairs: no accuracy, but the A-rate and flips are still measured.
         ([[_call("AB", None, "A"), _call("BA", None, "B")]], {"a_rate": 0.5, "flip_rate": 0.0, "pairs": 1, "calls": 2}),
     ],
     ids=["always-A", "content", "label-prior", "invalid", "unlabelled"],
-)  # fmt: skip
+)
 def test_summary(pairs, expected):
     stats = summarize(pairs)
     assert {k: stats.get(k) for k in expected} == expected

@@ -26,10 +26,26 @@ def _free_port() -> int:
 def _start(model, *extra):
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "reasrm.cli", "serve", "--model", str(model), "--prompt-format", "rm-r1-instruct",
-         "--port", str(port), "--api-key", KEY, "--max-new-tokens", "6", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reasrm.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--prompt-format",
+            "rm-r1-instruct",
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--max-new-tokens",
+            "6",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -68,8 +84,10 @@ def test_openai_client_chat_completions(server):
     )
     assert [c.index for c in several.choices] == [0, 1, 2]
     assert [m.id for m in client.models.list().data] == [name]
-    greedy = [client.chat.completions.create(model="j", messages=[{"role": "user", "content": "Hey"}], max_tokens=5)
-              for _ in range(2)]  # fmt: skip
+    greedy = [
+        client.chat.completions.create(model="j", messages=[{"role": "user", "content": "Hey"}], max_tokens=5)
+        for _ in range(2)
+    ]
     assert greedy[0].choices[0].message.content == greedy[1].choices[0].message.content  # greedy by default
 
 
@@ -110,11 +128,13 @@ def test_concurrent_requests_are_batched_without_mixing_replies(server):
     ("body", "field"),
     [
         ({"prompt": "q", "response_a": "a"}, "response_b"),
-        ({"prompt": "q", "conversation": [{"role": "user", "content": "q"}], "response_a": "a", "response_b": "b"},
-         "prompt"),
+        (
+            {"prompt": "q", "conversation": [{"role": "user", "content": "q"}], "response_a": "a", "response_b": "b"},
+            "prompt",
+        ),
         ({"prompt": "q", "response_a": "a", "response_b": "b", "both_orders": "sometimes"}, "both_orders"),
     ],
-)  # fmt: skip
+)
 def test_malformed_bodies_get_422_naming_the_field(server, body, field):
     server, _ = server
     reply = httpx.post(f"{server}/v1/judge", json=body, headers=AUTH)
@@ -144,8 +164,12 @@ def test_a_rubric_over_http_is_a_pack_id_never_a_path(server, tmp_path):
         detail = replies[rubric].json()["detail"]
         assert detail.startswith(f"rubric: {rubric!r} is not a rubric pack id") and "available: chat, code" in detail
         assert "api_token" not in replies[rubric].text and "hunter2" not in replies[rubric].text
-    ok = httpx.post(f"{server}/v1/judge", json={"prompt": "q", "response_a": "a", "response_b": "b", "rubric": "chat"},
-                    headers=AUTH, timeout=60)  # fmt: skip
+    ok = httpx.post(
+        f"{server}/v1/judge",
+        json={"prompt": "q", "response_a": "a", "response_b": "b", "rubric": "chat"},
+        headers=AUTH,
+        timeout=60,
+    )
     assert ok.status_code == 200 and ok.json()["rubric"]["id"] == "chat"
 
 
@@ -181,10 +205,16 @@ def test_a_bad_request_fails_alone_not_with_its_batch(server):
     surrogate = b'{"messages": [{"role": "user", "content": "hi \\ud800"}], "max_tokens": 3}'
     judge_body = {"prompt": "What is 2 + 2?", "response_a": "4", "response_b": "5"}
     with ThreadPoolExecutor(8) as pool:
-        bad = pool.submit(httpx.post, f"{server}/v1/chat/completions", content=surrogate, timeout=60,
-                          headers={**AUTH, "content-type": "application/json"})  # fmt: skip
-        good = [pool.submit(httpx.post, f"{server}/v1/judge", json=judge_body, headers=AUTH, timeout=60)
-                for _ in range(7)]  # fmt: skip
+        bad = pool.submit(
+            httpx.post,
+            f"{server}/v1/chat/completions",
+            content=surrogate,
+            timeout=60,
+            headers={**AUTH, "content-type": "application/json"},
+        )
+        good = [
+            pool.submit(httpx.post, f"{server}/v1/judge", json=judge_body, headers=AUTH, timeout=60) for _ in range(7)
+        ]
         replies = [f.result() for f in good]
     assert bad.result().status_code == 422, bad.result().text
     assert "messages" in bad.result().text and "surrogate" in bad.result().text
@@ -232,8 +262,12 @@ def test_generation_error_is_a_500_and_the_server_keeps_serving(tiny_model, tmp_
     (broken / "tokenizer_config.json").write_text(json.dumps(config))
     process, url = _start(broken)
     try:
-        reply = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]},
-                           headers=AUTH, timeout=60)  # fmt: skip
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            headers=AUTH,
+            timeout=60,
+        )
         assert reply.status_code == 500 and "chat" in reply.json()["error"]["message"].lower()
         assert httpx.get(f"{url}/health", headers=AUTH).status_code == 200
         assert httpx.get(f"{url}/v1/models", headers=AUTH).json()["data"][0]["id"] == str(broken)
@@ -253,8 +287,9 @@ def test_openai_backend_judges_like_the_local_model(server, tiny_model):
 
     url, name = server
     settings = GenerationConfig(max_new_tokens=6)
-    remote = Judge.from_pretrained(name, backend="openai", prompt_format="rm-r1-instruct", generation=settings,
-                                   base_url=f"{url}/v1", api_key=KEY)  # fmt: skip
+    remote = Judge.from_pretrained(
+        name, backend="openai", prompt_format="rm-r1-instruct", generation=settings, base_url=f"{url}/v1", api_key=KEY
+    )
     local = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-instruct", generation=settings)
     got, expected = remote.judge(PAIRS, both_orders=True), local.judge(PAIRS, both_orders=True)
     assert [c.text for j in got for c in j.calls] == [c.text for j in expected for c in j.calls]  # greedy, same model
@@ -284,8 +319,15 @@ def test_wrong_key_fails_at_once_without_retrying(server):
     from reasrm.errors import ReasrmError
 
     url, name = server
-    judge = Judge.from_pretrained(name, backend="openai", prompt_format="rm-r1-instruct", base_url=f"{url}/v1",
-                                  api_key="wrong", max_retries=50, backoff=1.0)  # fmt: skip
+    judge = Judge.from_pretrained(
+        name,
+        backend="openai",
+        prompt_format="rm-r1-instruct",
+        base_url=f"{url}/v1",
+        api_key="wrong",
+        max_retries=50,
+        backoff=1.0,
+    )
     started = time.monotonic()
     with pytest.raises(ReasrmError, match="refused the API key"):
         judge.judge(PAIRS)
@@ -298,12 +340,20 @@ def test_a_prompt_over_the_limit_gets_413_and_fails_alone(tiny_model):
         long = {"prompt": "word " * 2000, "response_a": "a", "response_b": "b"}
         short = {"prompt": "What is 2 + 2?", "response_a": "4", "response_b": "5"}
         with ThreadPoolExecutor(4) as pool:
-            replies = list(pool.map(lambda b: httpx.post(f"{url}/v1/judge", json=b, headers=AUTH, timeout=60),
-                                    [short, long, short, long]))  # fmt: skip
+            replies = list(
+                pool.map(
+                    lambda b: httpx.post(f"{url}/v1/judge", json=b, headers=AUTH, timeout=60),
+                    [short, long, short, long],
+                )
+            )
         assert [r.status_code for r in replies] == [200, 413, 200, 413]
         assert replies[1].json()["detail"].startswith("too_long: the prompt has ")
-        chat = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, timeout=60,
-                          json={"messages": [{"role": "user", "content": "word " * 2000}]})  # fmt: skip
+        chat = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers=AUTH,
+            timeout=60,
+            json={"messages": [{"role": "user", "content": "word " * 2000}]},
+        )
         assert chat.status_code == 413 and "too_long" in chat.text
     finally:
         process.terminate()
@@ -357,9 +407,21 @@ def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp
     env = {**os.environ, "REASRM_API_KEY": KEY}
 
     def teacher(output, *extra):
-        return [sys.executable, "-m", "reasrm.cli", "teacher", "stages/distill.yaml", "teacher.backend=openai",
-                f"teacher.base_url={url}/v1", "teacher.model=judge", "teacher.concurrency=2",
-                "teacher.generation.max_new_tokens=48", "limit=40", f"output={output}", *extra]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "reasrm.cli",
+            "teacher",
+            "stages/distill.yaml",
+            "teacher.backend=openai",
+            f"teacher.base_url={url}/v1",
+            "teacher.model=judge",
+            "teacher.concurrency=2",
+            "teacher.generation.max_new_tokens=48",
+            "limit=40",
+            f"output={output}",
+            *extra,
+        ]
 
     def stored(output) -> int:
         try:
@@ -374,8 +436,9 @@ def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp
         whole = _served(url) - before
         assert whole == 80  # the random model verifies nothing: 40 pairs x 2 passes
 
-        killed = subprocess.Popen(teacher(tmp_path / "killed"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        killed = subprocess.Popen(
+            teacher(tmp_path / "killed"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and killed.poll() is None:
             if (tmp_path / "killed" / "teacher_cache.sqlite").exists() and stored(tmp_path / "killed") >= 10:
@@ -390,8 +453,7 @@ def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp
         while before != _served(url):  # requests the killed run left in flight finish on the server first
             before = _served(url)
             time.sleep(1)
-        subprocess.run(teacher(tmp_path / "killed", "resume=true"), env=env, check=True, capture_output=True,
-                       cwd=ROOT)  # fmt: skip
+        subprocess.run(teacher(tmp_path / "killed", "resume=true"), env=env, check=True, capture_output=True, cwd=ROOT)
         assert _served(url) - before == whole - answered  # only the unanswered requests went out again
         report = json.loads((tmp_path / "killed" / "teacher_report.json").read_text())
         assert report["this_run"]["requests"] == whole - answered

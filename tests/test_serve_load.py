@@ -13,10 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_200_requests_at_concurrency_16_lose_nothing(tiny_model):
     result = subprocess.run(
-        [sys.executable, "bench/serve_load.py", "--model", str(tiny_model), "--requests", "200", "--concurrency", "16",
-         "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/serve_load.py",
+            "--model",
+            str(tiny_model),
+            "--requests",
+            "200",
+            "--concurrency",
+            "16",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     for run in (summary["busy"], summary["single"]):

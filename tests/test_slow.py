@@ -42,10 +42,26 @@ def test_demo_judges_the_sample_pairs_with_the_embedded_default(tmp_path):
 def test_eval_on_rm_bench_with_the_embedded_default(full_benchmark_data, tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
-        [sys.executable, "-m", "reasrm.cli", "eval", "--benchmark", "rm-bench", "--data-dir",
-         str(full_benchmark_data / "rm-bench"), "--limit", "1", "--max-new-tokens", "16", "--output", str(out)],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reasrm.cli",
+            "eval",
+            "--benchmark",
+            "rm-bench",
+            "--data-dir",
+            str(full_benchmark_data / "rm-bench"),
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "16",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     scores = json.loads((out / "scores.json").read_text())
     assert scores["pairs"] == 9 and scores["calls"] == 9
@@ -66,8 +82,9 @@ def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_
     from reasrm.backends import GenerationConfig
     from reasrm.downstream import RoundRobinReward
 
-    judge = Judge.from_pretrained(str(tiny_model), prompt_format="rm-r1-instruct",
-                                  generation=GenerationConfig(max_new_tokens=4))  # fmt: skip
+    judge = Judge.from_pretrained(
+        str(tiny_model), prompt_format="rm-r1-instruct", generation=GenerationConfig(max_new_tokens=4)
+    )
     adapter = RoundRobinReward(judge, num_generations=4)
     received = []
 
@@ -80,9 +97,19 @@ def test_grpo_trains_a_policy_with_the_round_robin_judge_reward(tiny_model, tmp_
 
     policy = AutoModelForCausalLM.from_pretrained(tiny_model)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
-    config = GRPOConfig(output_dir=str(tmp_path), num_generations=4, per_device_train_batch_size=4,
-                        max_completion_length=8, max_steps=2, learning_rate=1e-2, logging_steps=1, report_to="none",
-                        bf16=False, use_cpu=True, save_strategy="no")  # fmt: skip
+    config = GRPOConfig(
+        output_dir=str(tmp_path),
+        num_generations=4,
+        per_device_train_batch_size=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+    )
     trainer = GRPOTrainer(
         model=policy,
         reward_funcs=[round_robin, length],
@@ -101,11 +128,21 @@ def test_policy_stage_runs_from_its_shipped_config(tiny_model, tmp_path):
     from reasrm.config import load_config
     from reasrm.training.policy import PolicyConfig, run
 
-    cfg = load_config(ROOT / "stages/policy_grpo.yaml", schema=PolicyConfig, overrides=[
-        f"policy={tiny_model}", f"judge={tiny_model}", "judge_prompt_format=rm-r1-instruct",
-        "judge_generation.max_new_tokens=4", "recipe_params.n=8", "max_steps=1", "max_completion_length=6",
-        f"output={tmp_path}", "reward=reference",
-    ])  # fmt: skip
+    cfg = load_config(
+        ROOT / "stages/policy_grpo.yaml",
+        schema=PolicyConfig,
+        overrides=[
+            f"policy={tiny_model}",
+            f"judge={tiny_model}",
+            "judge_prompt_format=rm-r1-instruct",
+            "judge_generation.max_new_tokens=4",
+            "recipe_params.n=8",
+            "max_steps=1",
+            "max_completion_length=6",
+            f"output={tmp_path}",
+            "reward=reference",
+        ],
+    )
     final = run(cfg)
     assert (final / "config.json").is_file() and (tmp_path / "policy.yaml").is_file()
 
@@ -118,15 +155,19 @@ def test_readme_rubric_walkthrough_runs_as_written(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Author a judge for your domain") :]
     block = section[section.index("```bash\n") + 8 : section.index("```\n", section.index("```bash\n") + 8)]
-    commands = [line for line in block.replace("\\\n", " ").splitlines()
-                if line.strip() and not line.startswith(("#", "make setup"))]  # fmt: skip
+    commands = [
+        line
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.startswith(("#", "make setup"))
+    ]
     assert len(commands) == 8 and all(c.startswith("reasrm ") for c in commands)
     for folder in ("rubrics", "data_recipes", "stages"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     for command in commands:
         args = shlex.split(command)[1:]
-        result = subprocess.run([sys.executable, "-m", "reasrm.cli", *args], capture_output=True, text=True,
-                                cwd=tmp_path)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "reasrm.cli", *args], capture_output=True, text=True, cwd=tmp_path
+        )
         skeleton = args[:3] == ["rubric", "validate", "rubrics/helpdesk.yaml"]
         assert result.returncode == (2 if skeleton else 0), (command, result.stdout[-2000:], result.stderr[-2000:])
         if skeleton:
@@ -146,10 +187,27 @@ def test_rl_killed_mid_run_resumes_to_the_same_steps_and_validation(tiny_model, 
     import time
 
     out = tmp_path / "rl"
-    args = [sys.executable, "-m", "reasrm.cli", "rl", "stages/rl.yaml", f"model={tiny_model}", "recipe_params={n: 60}",
-            "limit=8", "max_steps=8", "num_generations=2", "per_device_train_batch_size=4",
-            "gradient_accumulation_steps=1", "max_completion_length=8", "preflight=false", "validation_pairs=2",
-            "eval_steps=1", "save_steps=2", "prompt_format=compact", f"output={out}"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "reasrm.cli",
+        "rl",
+        "stages/rl.yaml",
+        f"model={tiny_model}",
+        "recipe_params={n: 60}",
+        "limit=8",
+        "max_steps=8",
+        "num_generations=2",
+        "per_device_train_batch_size=4",
+        "gradient_accumulation_steps=1",
+        "max_completion_length=8",
+        "preflight=false",
+        "validation_pairs=2",
+        "eval_steps=1",
+        "save_steps=2",
+        "prompt_format=compact",
+        f"output={out}",
+    ]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     validation = out / "validation.jsonl"
     deadline = time.monotonic() + 300
@@ -181,9 +239,31 @@ def test_learning_bench_validates_the_whole_mix_and_reuses_finished_runs(tiny_mo
     shutil.copytree(tiny_model, start)
     JudgeCard(prompt_format="compact").save(start)
     out = tmp_path / "bench"
-    args = [sys.executable, "bench/learning.py", "--skip-distill", str(start), "--only", "ours", "--steps", "1",
-            "--completions", "16", "--pairs", "20", "--n", "400", "--max-completion-length", "8", "--output", str(out),
-            "--validate-mix", "--rl", "preflight=false", "--rl", "limit=8"]  # fmt: skip
+    args = [
+        sys.executable,
+        "bench/learning.py",
+        "--skip-distill",
+        str(start),
+        "--only",
+        "ours",
+        "--steps",
+        "1",
+        "--completions",
+        "16",
+        "--pairs",
+        "20",
+        "--n",
+        "400",
+        "--max-completion-length",
+        "8",
+        "--output",
+        str(out),
+        "--validate-mix",
+        "--rl",
+        "preflight=false",
+        "--rl",
+        "limit=8",
+    ]
     first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert [json.loads(line)["step"] for line in (out / "ours" / "validation.jsonl").read_text().splitlines()] == [0, 1]

@@ -37,9 +37,18 @@ def test_verdict_reward_uses_the_strict_grammar(completion, label, reward):
 
 
 def _distill(tiny_model, tmp_path, *overrides):
-    return load_config("stages/distill.yaml", [f"model={tiny_model}", "limit=4", "max_steps=1",
-                                               "per_device_train_batch_size=2", f"output={tmp_path / 'distill'}",
-                                               *overrides], schema=DistillConfig)  # fmt: skip
+    return load_config(
+        "stages/distill.yaml",
+        [
+            f"model={tiny_model}",
+            "limit=4",
+            "max_steps=1",
+            "per_device_train_batch_size=2",
+            f"output={tmp_path / 'distill'}",
+            *overrides,
+        ],
+        schema=DistillConfig,
+    )
 
 
 def test_model_teacher_two_passes_and_resume(tiny_model, tmp_path):
@@ -163,8 +172,10 @@ def test_rejection_sampling_and_the_verified_second_pass(tmp_path):
 
     class Prompt:  # the rendered conversation: a system text naming <type> and the chosen slot, the question
         def messages(self, pair, slots):
-            return [{"role": "system", "content": f"Write <type>... then the verdict. {slots.chosen_slot}"},
-                    {"role": "user", "content": pair.context[0]["content"]}]  # fmt: skip
+            return [
+                {"role": "system", "content": f"Write <type>... then the verdict. {slots.chosen_slot}"},
+                {"role": "user", "content": pair.context[0]["content"]},
+            ]
 
     cfg = TeacherConfig(backend="hf", samples=3, keep=2)
     cfg.generation.temperature = 1.0
@@ -222,9 +233,18 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
     assert len(chains) == 4 and all(c["kept"] for c in chains)
     assert sorted(c["chosen_slot"] for c in chains) == ["A", "A", "B", "B"]  # balanced slots
 
-    overrides = [f"model={final}", "recipe=support", "limit=2", "max_steps=1", "num_generations=2",
-                 "per_device_train_batch_size=4", "gradient_accumulation_steps=1", "max_completion_length=8",
-                 "preflight=false", f"output={tmp_path / 'rl'}"]  # fmt: skip
+    overrides = [
+        f"model={final}",
+        "recipe=support",
+        "limit=2",
+        "max_steps=1",
+        "num_generations=2",
+        "per_device_train_batch_size=4",
+        "gradient_accumulation_steps=1",
+        "max_completion_length=8",
+        "preflight=false",
+        f"output={tmp_path / 'rl'}",
+    ]
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     judged = rl(cfg)
     card = JudgeCard.load(judged)
@@ -239,13 +259,23 @@ def test_distill_with_lora_saves_an_adapter_or_merged_weights_that_judge_alike(t
     from reasrm import Judge
     from reasrm.training.distill import run as distill
 
-    pairs = [{"prompt": f"Which is larger, {a} or {b}?", "response_a": str(a), "response_b": str(b)}
-             for a, b in ((3, 9), (12, 7))]  # fmt: skip
+    pairs = [
+        {"prompt": f"Which is larger, {a} or {b}?", "response_a": str(a), "response_b": str(b)}
+        for a, b in ((3, 9), (12, 7))
+    ]
     texts = {}
     for merge in (False, True):
         out = tmp_path / f"merge-{merge}"
-        cfg = _distill(tiny_model, tmp_path, "lora.r=4", "lora.alpha=8", f"lora.merge={str(merge).lower()}",
-                       "learning_rate=0.05", "validation_pairs=0", f"output={out}")  # fmt: skip
+        cfg = _distill(
+            tiny_model,
+            tmp_path,
+            "lora.r=4",
+            "lora.alpha=8",
+            f"lora.merge={str(merge).lower()}",
+            "learning_rate=0.05",
+            "validation_pairs=0",
+            f"output={out}",
+        )
         final = distill(cfg)
         assert (final / "adapter_config.json").is_file() is (not merge)
         assert (final / "README.md").is_file() is (not merge)  # the note on loading an adapter
@@ -263,8 +293,15 @@ def test_distill_with_lora_saves_an_adapter_or_merged_weights_that_judge_alike(t
 def test_qlora_and_packing_are_refused_clearly_where_they_cannot_run(tiny_model, tmp_path, capsys):
     import importlib.util
 
-    args = ["distill", "stages/distill.yaml", f"model={tiny_model}", "limit=2", "validation_pairs=0",
-            f"output={tmp_path / 'q'}", "lora.quantization=4bit"]  # fmt: skip
+    args = [
+        "distill",
+        "stages/distill.yaml",
+        f"model={tiny_model}",
+        "limit=2",
+        "validation_pairs=0",
+        f"output={tmp_path / 'q'}",
+        "lora.quantization=4bit",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "lora.quantization: QLoRA trains adapters: set lora.r > 0" in err
@@ -304,8 +341,14 @@ def test_stage_outputs_are_never_clobbered_silently(tiny_model, tmp_path):
 def test_teacher_chains_are_trained_on_by_distill_resume(tiny_model, tmp_path):
     """`reasrm teacher CONFIG` then `reasrm distill CONFIG resume=true` (what the teacher advertises): the
     distill run trains on the teacher's chains without asking the teacher again."""
-    args = ["stages/distill.yaml", f"model={tiny_model}", "limit=4", "max_steps=1", "per_device_train_batch_size=2",
-            f"output={tmp_path / 'distill'}"]  # fmt: skip
+    args = [
+        "stages/distill.yaml",
+        f"model={tiny_model}",
+        "limit=4",
+        "max_steps=1",
+        "per_device_train_batch_size=2",
+        f"output={tmp_path / 'distill'}",
+    ]
     assert main(["teacher", *args]) == 0
     path = tmp_path / "distill" / "chains.jsonl"
     assert len(path.read_text().splitlines()) == 4 and (tmp_path / "distill" / "distill.yaml").is_file()
@@ -332,8 +375,15 @@ def test_teacher_resume_with_changed_settings_is_refused(tmp_path, capsys):
 def test_distill_with_no_kept_chains_says_why(tiny_model, tmp_path):
     from reasrm.training.distill import run as distill
 
-    cfg = _distill(tiny_model, tmp_path, "teacher.backend=hf", f"teacher.model={tiny_model}", "limit=1",
-                   "teacher.generation.max_new_tokens=2", "teacher.hint_pass=false")  # fmt: skip
+    cfg = _distill(
+        tiny_model,
+        tmp_path,
+        "teacher.backend=hf",
+        f"teacher.model={tiny_model}",
+        "limit=1",
+        "teacher.generation.max_new_tokens=2",
+        "teacher.hint_pass=false",
+    )
     with pytest.raises(ReasrmDataError, match="the teacher kept no chains"):
         distill(cfg)
 
@@ -410,10 +460,15 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     prompt = JudgePrompt.create("compact")
-    chains = ["<type>Reasoning</type>\n<answer>[[A]]</answer>", "<type>Reasoning</type>\n<solution>9</solution>"
-              "\n<eval>B says 9.</eval>\n<answer>[[B]]</answer>", "<answer>[[A]]</answer>"]  # fmt: skip
-    records = [{"kept": True, "messages": prompt.messages(pair, slot), "chains": [chain]}
-               for (pair, slot), chain in zip(training_jobs("demo", {"n": 40}, 3, 0), chains, strict=True)]  # fmt: skip
+    chains = [
+        "<type>Reasoning</type>\n<answer>[[A]]</answer>",
+        "<type>Reasoning</type>\n<solution>9</solution>\n<eval>B says 9.</eval>\n<answer>[[B]]</answer>",
+        "<answer>[[A]]</answer>",
+    ]
+    records = [
+        {"kept": True, "messages": prompt.messages(pair, slot), "chains": [chain]}
+        for (pair, slot), chain in zip(training_jobs("demo", {"n": 40}, 3, 0), chains, strict=True)
+    ]
     cfg = DistillConfig(model=str(tiny_model), output=str(tmp_path), max_steps=1)
     model = load_model(str(tiny_model), dtype=torch.float32)
     trainer = sft_trainer(cfg, sft_args(cfg, tmp_path), model.train(), tokenizer, sft_examples(records), [])
@@ -442,8 +497,9 @@ def test_shared_prefix_sft_loss_gives_trls_loss_and_gradients(tiny_model, tmp_pa
     assert any(g.abs().sum() > 0 for g in ours[2])
 
 
-def test_shared_prefix_falls_back_to_trls_trainers_outside_the_checked_versions(tiny_model, tmp_path, monkeypatch,
-                                                                                caplog):  # fmt: skip
+def test_shared_prefix_falls_back_to_trls_trainers_outside_the_checked_versions(
+    tiny_model, tmp_path, monkeypatch, caplog
+):
     """The overrides mirror TRL 1.16 internals: with a TRL or transformers the pins do not admit, the stages
     train with TRL's own trainers and say why in one log line."""
     import logging

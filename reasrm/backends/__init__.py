@@ -19,16 +19,21 @@ __all__ = ["BACKENDS", "Generation", "GenerationConfig", "backend_machine_proble
 BACKENDS = ("hf", "vllm", "openai")
 
 
-def check_backend(backend: str, base_url: str | None, prefix: str = "", choices: tuple[str, ...] = BACKENDS,
-                  vllm=None) -> list[Problem]:  # fmt: skip
+def check_backend(
+    backend: str, base_url: str | None, prefix: str = "", choices: tuple[str, ...] = BACKENDS, vllm=None
+) -> list[Problem]:
     """A config's backend choice (keys ``{prefix}backend``, ``{prefix}base_url``): one of ``choices``;
     ``openai`` needs the server's address (``{prefix}base_url`` or ``$OPENAI_BASE_URL``); ``vllm`` its
     settings ``vllm`` (``{prefix}vllm``) in order."""
     if backend not in choices:
         return [(f"{prefix}backend", f"must be one of {', '.join(choices)}, got {backend!r}")]
     if backend == "openai" and not (base_url or os.environ.get("OPENAI_BASE_URL")):
-        return [(f"{prefix}base_url", "required with the openai backend (or $OPENAI_BASE_URL): the server, e.g. "
-                 "http://127.0.0.1:8000/v1")]  # fmt: skip
+        return [
+            (
+                f"{prefix}base_url",
+                "required with the openai backend (or $OPENAI_BASE_URL): the server, e.g. http://127.0.0.1:8000/v1",
+            )
+        ]
     if backend == "vllm" and vllm is not None:
         return vllm.check(f"{prefix}vllm.", server=False)
     return []
@@ -42,8 +47,13 @@ def backend_machine_problems(backend: str, prefix: str = "", vllm=None) -> list[
     if backend != "vllm":
         return []
     if processes.launched():
-        return [(f"{prefix}backend", "vllm runs one engine over the GPUs itself: run this command as one process "
-                 f"(not under accelerate launch or torchrun), with {prefix}vllm.tensor_parallel_size=N")]  # fmt: skip
+        return [
+            (
+                f"{prefix}backend",
+                "vllm runs one engine over the GPUs itself: run this command as one process "
+                f"(not under accelerate launch or torchrun), with {prefix}vllm.tensor_parallel_size=N",
+            )
+        ]
     return vllm.machine_problems(f"{prefix}vllm.") if vllm is not None else []
 
 

@@ -167,10 +167,15 @@ class HFBackend:
             step_positions = mask.sum(-1, keepdim=True) - 1
         seconds = (time.perf_counter() - started) / len(generated)
         return [
-            Generation(self.tokenizer.decode(out, skip_special_tokens=True), len(batch[k // n]), len(out), seconds,
-                       completion_ids=tuple(out))
+            Generation(
+                self.tokenizer.decode(out, skip_special_tokens=True),
+                len(batch[k // n]),
+                len(out),
+                seconds,
+                completion_ids=tuple(out),
+            )
             for k, out in enumerate(generated)
-        ]  # fmt: skip
+        ]
 
 
 class RoomyLayer(DynamicLayer):
@@ -207,8 +212,11 @@ class RoomyLayer(DynamicLayer):
 
     def _in_buffers(self) -> bool:
         """Whether keys and values are still views into this layer's buffers (not replaced by a repeat)."""
-        return (self._keys is not None and self.keys.data_ptr() == self._keys.data_ptr()
-                and self.keys.shape[0] == self._keys.shape[0])  # fmt: skip
+        return (
+            self._keys is not None
+            and self.keys.data_ptr() == self._keys.data_ptr()
+            and self.keys.shape[0] == self._keys.shape[0]
+        )
 
 
 def roomy_cache(config, prefix: DynamicCache | None, rows: int, room: int) -> DynamicCache:

@@ -20,8 +20,16 @@ from reasrm.errors import ReasrmError
 
 
 class OpenAIBackend:
-    def __init__(self, model: str, base_url: str, api_key: str | None = None, concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 4, backoff: float = 0.5):  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+    ):
         self.model, self.base_url, self.api_key = model, base_url, api_key
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
 
@@ -50,8 +58,9 @@ class OpenAIBackend:
         import openai
 
         limit = asyncio.Semaphore(self.concurrency)
-        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                                      timeout=self.timeout) as client:  # fmt: skip
+        async with openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
+        ) as client:
 
             async def one(index, conversation):
                 async with limit:
@@ -88,8 +97,12 @@ class OpenAIBackend:
                 raise ReasrmError(f"{self.base_url}: the server refused the API key ({e.status_code})") from None
             except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as e:
                 raise ReasrmError(f"{self.base_url}: request refused ({e.status_code}): {e.message}") from None
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                    openai.APIConnectionError) as e:  # fmt: skip
+            except (
+                openai.RateLimitError,
+                openai.InternalServerError,
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+            ) as e:
                 if attempt == self.max_retries:
                     seconds = time.perf_counter() - started
                     error = f"{type(e).__name__} after {attempt + 1} attempts: {e}"
@@ -98,6 +111,11 @@ class OpenAIBackend:
                 continue
             usage = reply.usage
             text = reply.choices[0].message.content or ""
-            return Generation(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
-                              time.perf_counter() - started, retries=attempt)  # fmt: skip
+            return Generation(
+                text,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                time.perf_counter() - started,
+                retries=attempt,
+            )
         raise AssertionError("unreachable")

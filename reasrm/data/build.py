@@ -106,8 +106,13 @@ def build(cfg: RecipeConfig, output: str | Path | None = None, overwrite: bool =
         check_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite)
     train, heldout, ledger, report = collect(cfg)
     if output is not None:
-        _write(prepare_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite), train, heldout,
-               ledger, report)  # fmt: skip
+        _write(
+            prepare_output(output, Path(output) / "recipe.yaml", cfg, overwrite=overwrite),
+            train,
+            heldout,
+            ledger,
+            report,
+        )
     return report
 
 
@@ -303,9 +308,12 @@ def _report(cfg, ledger: _Ledger, pairs, train, heldout, hits) -> dict:
         "total": {"read": sum(ledger.read.values()), "kept": len(pairs)},
         "splits": {"train": len(train), "heldout": len(heldout)},
         "domains": domains,
-        "contamination": {"checked": len(pairs) if cfg.contamination.against else 0, "hits": hits,
-                          "dropped": cfg.contamination.drop},
-    }  # fmt: skip
+        "contamination": {
+            "checked": len(pairs) if cfg.contamination.against else 0,
+            "hits": hits,
+            "dropped": cfg.contamination.drop,
+        },
+    }
 
 
 def _write(output: Path, train, heldout, ledger: _Ledger, report: dict) -> None:
@@ -313,16 +321,27 @@ def _write(output: Path, train, heldout, ledger: _Ledger, report: dict) -> None:
     import pyarrow.parquet as pq
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
-    schema = pa.schema([("id", pa.string()), ("context", pa.list_(message)), ("chosen", pa.string()),
-                        ("rejected", pa.string()), ("rejected_context", pa.list_(message)), ("domain", pa.string()),
-                        ("source", pa.string()), ("rubric", pa.string()), ("reference", pa.string()),
-                        ("meta", pa.string())])  # fmt: skip
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("context", pa.list_(message)),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("rejected_context", pa.list_(message)),
+            ("domain", pa.string()),
+            ("source", pa.string()),
+            ("rubric", pa.string()),
+            ("reference", pa.string()),
+            ("meta", pa.string()),
+        ]
+    )
     for split, rows in (("train", train), ("heldout", heldout)):
         pq.write_table(pa.Table.from_pylist([p.to_record() for p in rows], schema=schema), output / f"{split}.parquet")
     (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if ledger.rejected:
-        (output / "rejected_rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                                            for r in ledger.rejected))  # fmt: skip
+        (output / "rejected_rows.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ledger.rejected)
+        )
 
 
 def load_built(folder: str | Path, split: str = "train") -> list[Pair]:

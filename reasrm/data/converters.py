@@ -64,9 +64,13 @@ def skywork(row: dict) -> list[dict]:
 def code_preference(row: dict) -> list[dict]:
     """``input`` (the question), ``accepted``, ``rejected`` (Code-Preference-Pairs)."""
     return [
-        {"prompt": _get(row, "input"), "chosen": _get(row, "accepted"), "rejected": _get(row, "rejected"),
-         "meta": _rest(row, "input", "accepted", "rejected")}
-    ]  # fmt: skip
+        {
+            "prompt": _get(row, "input"),
+            "chosen": _get(row, "accepted"),
+            "rejected": _get(row, "rejected"),
+            "meta": _rest(row, "input", "accepted", "rejected"),
+        }
+    ]
 
 
 def math_step_dpo(row: dict) -> list[dict]:
@@ -94,10 +98,16 @@ def rm_bench(row: dict) -> list[dict]:
     key = _get(row, "id", (str, int))
     base = {**_rest(row, "id", "prompt", "chosen", "rejected"), "benchmark_id": key}
     return [
-        {"id": f"{key}:{i}{j}", "prompt": _get(row, "prompt"), "chosen": chosen[i], "rejected": rejected[j],
-         "meta": {**base, "i": i, "j": j}}
-        for i in range(3) for j in range(3)
-    ]  # fmt: skip
+        {
+            "id": f"{key}:{i}{j}",
+            "prompt": _get(row, "prompt"),
+            "chosen": chosen[i],
+            "rejected": rejected[j],
+            "meta": {**base, "i": i, "j": j},
+        }
+        for i in range(3)
+        for j in range(3)
+    ]
 
 
 def _rmb_context(row: dict) -> list[dict]:
@@ -140,17 +150,32 @@ def rmb_bon(row: dict) -> list[dict]:
     losers = _get(row, "loser_list", list)
     context, rest = _rmb_context(row), _rest(row, "bon_uid", "conversation_input", "bon_best", "loser_list")
     return [
-        {"id": f"{key}:{k}", "context": context, "chosen": best, "rejected": _answer(loser, f"loser_list[{k}]"),
-         "domain": _rmb_domain(row), "meta": {**rest, "bon_uid": key, "loser": k,
-                                              "chosen_model": row["bon_best"].get("llm_name"),
-                                              "rejected_model": loser.get("llm_name")}}
+        {
+            "id": f"{key}:{k}",
+            "context": context,
+            "chosen": best,
+            "rejected": _answer(loser, f"loser_list[{k}]"),
+            "domain": _rmb_domain(row),
+            "meta": {
+                **rest,
+                "bon_uid": key,
+                "loser": k,
+                "chosen_model": row["bon_best"].get("llm_name"),
+                "rejected_model": loser.get("llm_name"),
+            },
+        }
         for k, loser in enumerate(losers)
-    ]  # fmt: skip
+    ]
 
 
 # RewardBench subsets -> domain (its four sections, as its leaderboard weighs them).
-_REWARDBENCH_DOMAINS = {"math-prm": "math", "hep-": "code", "refusals-": "safety", "xstest-": "safety",
-                        "donotanswer": "safety"}  # fmt: skip
+_REWARDBENCH_DOMAINS = {
+    "math-prm": "math",
+    "hep-": "code",
+    "refusals-": "safety",
+    "xstest-": "safety",
+    "donotanswer": "safety",
+}
 
 
 def rewardbench(row: dict) -> list[dict]:
@@ -158,9 +183,15 @@ def rewardbench(row: dict) -> list[dict]:
     subset = _get(row, "subset")
     domain = next((d for prefix, d in _REWARDBENCH_DOMAINS.items() if subset.startswith(prefix)), "chat")
     return [
-        {"id": str(_get(row, "id", (str, int))), "prompt": _get(row, "prompt"), "chosen": _get(row, "chosen"),
-         "rejected": _get(row, "rejected"), "domain": domain, "meta": _rest(row, "id", "prompt", "chosen", "rejected")}
-    ]  # fmt: skip
+        {
+            "id": str(_get(row, "id", (str, int))),
+            "prompt": _get(row, "prompt"),
+            "chosen": _get(row, "chosen"),
+            "rejected": _get(row, "rejected"),
+            "domain": domain,
+            "meta": _rest(row, "id", "prompt", "chosen", "rejected"),
+        }
+    ]
 
 
 CONVERTERS: dict[str, Callable[[dict], list[dict]]] = {

@@ -26,8 +26,21 @@ from reasrm.errors import ReasrmDataError
 Slot = Literal["A", "B"]
 ROLES = ("system", "user", "assistant")
 DOMAINS = ("chat", "reasoning", "math", "code", "safety")
-_KNOWN = {"id", "prompt", "context", "chosen", "rejected", "response_a", "response_b", "domain", "source",
-          "rubric", "reference", "meta", "rejected_context"}  # fmt: skip
+_KNOWN = {
+    "id",
+    "prompt",
+    "context",
+    "chosen",
+    "rejected",
+    "response_a",
+    "response_b",
+    "domain",
+    "source",
+    "rubric",
+    "reference",
+    "meta",
+    "rejected_context",
+}
 
 
 class RowError(ReasrmDataError):
@@ -223,8 +236,9 @@ def _unicode(value: str, where: str, key: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise RowError(where, "invalid_text", f"field '{key}': not valid Unicode (a lone surrogate at character "
-                                              f"{e.start + 1})") from None  # fmt: skip
+        raise RowError(
+            where, "invalid_text", f"field '{key}': not valid Unicode (a lone surrogate at character {e.start + 1})"
+        ) from None
     return value
 
 

@@ -74,8 +74,12 @@ class SourceConfig:
         if self.levels is not None and (not self.levels or not set(self.levels) <= {1, 2, 3}):
             problems.append((f"{prefix}levels", f"must be a non-empty list of 1, 2, 3, got {self.levels}"))
         if self.converter is not None and self.converter not in CONVERTERS:
-            problems.append((f"{prefix}converter", f"must be one of {', '.join(CONVERTERS)}, got {self.converter!r} "
-                             "(or use 'columns')"))  # fmt: skip
+            problems.append(
+                (
+                    f"{prefix}converter",
+                    f"must be one of {', '.join(CONVERTERS)}, got {self.converter!r} (or use 'columns')",
+                )
+            )
         if self.count is not None and self.fraction is not None:
             problems.append((f"{prefix}count", "set one of 'count' or 'fraction', not both"))
         if self.count is not None and self.count < 0:
@@ -143,8 +147,9 @@ class RecipeConfig:
         for i, source in enumerate(self.sources):
             problems.extend(source.check(f"sources[{i}]."))
             if source.domain is not None and source.domain not in self.domains:
-                problems.append((f"sources[{i}].domain", f"{source.domain!r} is not in 'domains' "
-                                 f"({', '.join(self.domains)})"))  # fmt: skip
+                problems.append(
+                    (f"sources[{i}].domain", f"{source.domain!r} is not in 'domains' ({', '.join(self.domains)})")
+                )
         for domain, pack in self.rubrics.items():
             if domain not in self.domains:
                 problems.append((f"rubrics.{domain}", f"{domain!r} is not in 'domains' ({', '.join(self.domains)})"))

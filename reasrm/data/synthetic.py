@@ -85,9 +85,15 @@ def arithmetic(rng: random.Random, level: int) -> dict:
     }
 
 
-_UNITS = [("metres", "centimetres", 100), ("kilometres", "metres", 1000), ("kilograms", "grams", 1000),
-          ("hours", "minutes", 60), ("minutes", "seconds", 60), ("litres", "millilitres", 1000),
-          ("centimetres", "millimetres", 10)]  # fmt: skip
+_UNITS = [
+    ("metres", "centimetres", 100),
+    ("kilometres", "metres", 1000),
+    ("kilograms", "grams", 1000),
+    ("hours", "minutes", 60),
+    ("minutes", "seconds", 60),
+    ("litres", "millilitres", 1000),
+    ("centimetres", "millimetres", 10),
+]
 
 
 def unit_conversion(rng: random.Random, level: int) -> dict:
@@ -183,11 +189,19 @@ def python_expression(rng: random.Random, level: int) -> dict:
     w1, w2 = rng.sample(_WORDS, 2)
     templates = {
         1: [f"{a} // {b}", f"{a} % {b}", f'len("{w1}") + {c}', f"{a} - {b} * {c % 10}"],
-        2: [f"sum(range({c + 5}))", f"max([{a}, {b}, {c}]) - min([{a}, {b}, {c}])", f'len("{w1}" + "{w2}") * {b}',
-            f"sorted([{a}, {b}, {c}])[1]"],
-        3: [f"sum(x * x for x in range({c % 40 + 3}))", f"[i * {b} for i in range({c % 30 + 2})][-1]",
-            f'("{w1}" + "{w2}").upper()[::-1]', f'"{w1}"[{c % 4}:] + "{w2}"[:{c % 5 + 1}]'],
-    }[level]  # fmt: skip
+        2: [
+            f"sum(range({c + 5}))",
+            f"max([{a}, {b}, {c}]) - min([{a}, {b}, {c}])",
+            f'len("{w1}" + "{w2}") * {b}',
+            f"sorted([{a}, {b}, {c}])[1]",
+        ],
+        3: [
+            f"sum(x * x for x in range({c % 40 + 3}))",
+            f"[i * {b} for i in range({c % 30 + 2})][-1]",
+            f'("{w1}" + "{w2}").upper()[::-1]',
+            f'"{w1}"[{c % 4}:] + "{w2}"[:{c % 5 + 1}]',
+        ],
+    }[level]
     expression = rng.choice(templates)
     value = eval(
         expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "min": min, "sorted": sorted}}

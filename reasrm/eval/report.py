@@ -75,9 +75,15 @@ def plot(output: Path, result: dict) -> list[Path]:
             for i in range(3):
                 for j in range(3):
                     ax.text(j, i, f"{d['matrix'][i][j]:.2f}", ha="center", va="center", color="w")
-            ax.set(title=f"{domain} (total {d['total']:.2f})", xlabel="rejected style", ylabel="chosen style",
-                   xticks=range(3), yticks=range(3), xticklabels=["concise", "plain", "md"],
-                   yticklabels=["concise", "plain", "md"])  # fmt: skip
+            ax.set(
+                title=f"{domain} (total {d['total']:.2f})",
+                xlabel="rejected style",
+                ylabel="chosen style",
+                xticks=range(3),
+                yticks=range(3),
+                xticklabels=["concise", "plain", "md"],
+                yticklabels=["concise", "plain", "md"],
+            )
         paths.append(_save(fig, output / "rmbench_matrix.png"))
     flat = {k: v for k, v in _flat(scores).items() if "matrix" not in k and not k.startswith("subsets.")}
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(flat) + 2), 3.4))
@@ -86,9 +92,14 @@ def plot(output: Path, result: dict) -> list[Path]:
     ax.set_xticklabels(list(flat), rotation=45, ha="right")
     paths.append(_save(fig, output / "sections.png"))
     b = result["bias"]
-    panel = {"A-rate": b["a_rate"], "chosen in A": b["chosen_in_a"], "flip rate": b["flip_rate"],
-             "acc. chosen longer": b["accuracy_chosen_longer"], "acc. chosen shorter": b["accuracy_chosen_shorter"],
-             "invalid rate": sum(b["invalid_rate"].values())}  # fmt: skip
+    panel = {
+        "A-rate": b["a_rate"],
+        "chosen in A": b["chosen_in_a"],
+        "flip rate": b["flip_rate"],
+        "acc. chosen longer": b["accuracy_chosen_longer"],
+        "acc. chosen shorter": b["accuracy_chosen_shorter"],
+        "invalid rate": sum(b["invalid_rate"].values()),
+    }
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.bar(range(len(panel)), [0 if v is None else v for v in panel.values()], color="tab:orange")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")

@@ -73,8 +73,9 @@ class EvalConfig:
     resume: bool = option("Continue from samples.jsonl without redoing finished calls.", False)
     overwrite: bool = option("Replace an existing evaluation in the output folder.", False)
     generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
-    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
-                                factory=VLLMSettings)  # fmt: skip
+    vllm: VLLMSettings = option(
+        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
+    )
 
     def machine_check(self) -> list[Problem]:
         return backend_machine_problems(self.backend, vllm=self.vllm)
@@ -84,8 +85,13 @@ class EvalConfig:
         if self.benchmark not in BENCHMARKS:
             problems.append(("benchmark", f"must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}"))
         if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
-            problems.append(("data_dir", f"required for {self.benchmark!r}: e.g. data_dir=DATA/rm-bench, "
-                             "or for `pairs` a folder written by `reasrm data build`"))  # fmt: skip
+            problems.append(
+                (
+                    "data_dir",
+                    f"required for {self.benchmark!r}: e.g. data_dir=DATA/rm-bench, "
+                    "or for `pairs` a folder written by `reasrm data build`",
+                )
+            )
         if self.limit is not None and self.limit < 1:
             problems.append(("limit", f"must be >= 1, got {self.limit}"))
         return problems + output_problems(self)
@@ -114,8 +120,9 @@ def benchmark_pairs(cfg: EvalConfig) -> list[tuple[Pair, Slot]]:
         if not chosen:
             raise ReasrmDataError(f"{cfg.benchmark}: no pairs of domain {cfg.domain!r}")
     if cfg.limit is not None:
-        units = sorted({unit(p) for p, _ in chosen},
-                       key=lambda u: hashlib.sha256(f"{cfg.seed}\x00{u}".encode()).digest())  # fmt: skip
+        units = sorted(
+            {unit(p) for p, _ in chosen}, key=lambda u: hashlib.sha256(f"{cfg.seed}\x00{u}".encode()).digest()
+        )
         keep = set(units[: cfg.limit])
         chosen = [(p, s) for p, s in chosen if unit(p) in keep]
     return chosen
@@ -138,8 +145,19 @@ def pair_key(pair: Pair) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that change the samples: a resumed run must use the same ones (limit may grow).
-RESULT_KEYS = ("benchmark", "model", "backend", "base_url", "prompt_format", "rubric", "data_dir", "domain",
-               "both_orders", "seed", "generation")  # fmt: skip
+RESULT_KEYS = (
+    "benchmark",
+    "model",
+    "backend",
+    "base_url",
+    "prompt_format",
+    "rubric",
+    "data_dir",
+    "domain",
+    "both_orders",
+    "seed",
+    "generation",
+)
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -166,14 +184,25 @@ def _judge_samples(cfg: EvalConfig, chosen: list, output: Path) -> list[dict]:
     with ResumableJsonl(output / "samples.jsonl", key="key", resume=cfg.resume) as samples:
         pending = [(p, s) for p, s in chosen if any(_key(p, o) not in samples.done for o in orders)]
         if pending:
-            judge = Judge.from_pretrained(cfg.model, cfg.backend, cfg.prompt_format, cfg.generation, cfg.rubric,
-                                          base_url=cfg.base_url, vllm=cfg.vllm)  # fmt: skip
+            judge = Judge.from_pretrained(
+                cfg.model,
+                cfg.backend,
+                cfg.prompt_format,
+                cfg.generation,
+                cfg.rubric,
+                base_url=cfg.base_url,
+                vllm=cfg.vllm,
+            )
 
             def step(part, on_calls) -> list[dict]:
                 pairs, slots = [p for p, _ in part], [s for _, s in part]
                 judgements = judge.judge(pairs, cfg.both_orders, on_call=on_calls, slots=slots)
-                return [_sample(cfg.benchmark, pair, call) for pair, j in zip(pairs, judgements, strict=True)
-                        for call in j.calls if _key(pair, call.order) not in samples.done]  # fmt: skip
+                return [
+                    _sample(cfg.benchmark, pair, call)
+                    for pair, j in zip(pairs, judgements, strict=True)
+                    for call in j.calls
+                    if _key(pair, call.order) not in samples.done
+                ]
 
             judge_in_chunks(pending, step, samples, cfg.generation.batch_size, len(orders), f"eval {cfg.benchmark}")
         wanted = {pair_key(p) for p, _ in chosen}

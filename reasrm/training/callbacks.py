@@ -25,8 +25,17 @@ class HeldOutValidation(TrainerCallback):
     Every rank validates (each its share of the pairs, on the whole weights: TRL's
     ``unwrap_model_for_generation`` gathers them under ZeRO-3); the main process writes the line."""
 
-    def __init__(self, path: Path, jobs, prompt, tokenizer, max_new_tokens: int, eval_steps: int,
-                 batch_size: int = BATCH, start: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        jobs,
+        prompt,
+        tokenizer,
+        max_new_tokens: int,
+        eval_steps: int,
+        batch_size: int = BATCH,
+        start: dict | None = None,
+    ):
         self.path, self.jobs, self.prompt, self.tokenizer = Path(path), jobs, prompt, tokenizer
         self.max_new_tokens, self.eval_steps, self.batch_size = max_new_tokens, eval_steps, batch_size
         self.trainer = None  # set by the stage once the trainer exists: its model, accelerator and log()
@@ -68,9 +77,16 @@ class HeldOutValidation(TrainerCallback):
         if processes.is_main():
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
-        log.info("validation at step %d: valid %.3f, right in both orders %.3f (blind to the content: %s), "
-                 "A-rate %s, flip rate %s", state.global_step, stats["valid"], stats.get("both_right", 0.0),
-                 _fmt(stats.get("both_right_chance")), _fmt(stats["a_rate"]), _fmt(stats.get("flip_rate")))  # fmt: skip
+        log.info(
+            "validation at step %d: valid %.3f, right in both orders %.3f (blind to the content: %s), "
+            "A-rate %s, flip rate %s",
+            state.global_step,
+            stats["valid"],
+            stats.get("both_right", 0.0),
+            _fmt(stats.get("both_right_chance")),
+            _fmt(stats["a_rate"]),
+            _fmt(stats.get("flip_rate")),
+        )
         figures = {k: v for k, v in stats.items() if isinstance(v, float | int) and k not in ("pairs", "calls")}
         self._logging = True
         try:

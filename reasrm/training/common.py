@@ -29,8 +29,7 @@ class LoraSettings:
     dropout: float = option("Dropout on the adapter's input.", 0.05)
     target_modules: str = option("Modules given adapters: all-linear, or names, e.g. q_proj,v_proj.", "all-linear")
     merge: bool = option("final/ holds merged weights (true) or the adapter alone, loadable the same way.", True)
-    quantization: str | None = option("QLoRA: 4bit or 8bit base weights (bitsandbytes, a CUDA GPU); null = none.",
-                                      None)  # fmt: skip
+    quantization: str | None = option("QLoRA: 4bit or 8bit base weights (bitsandbytes, a CUDA GPU); null = none.", None)
 
     def check(self, prefix: str = "lora.") -> list[Problem]:
         problems = []
@@ -45,8 +44,13 @@ class LoraSettings:
         elif self.quantization and not self.r:
             problems.append((f"{prefix}quantization", "QLoRA trains adapters: set lora.r > 0 (e.g. 16)"))
         elif self.quantization and self.merge:
-            problems.append((f"{prefix}merge", "must be false with QLoRA: merging into quantized weights loses "
-                             "precision; final/ then holds the adapter, loaded onto the unquantized base"))  # fmt: skip
+            problems.append(
+                (
+                    f"{prefix}merge",
+                    "must be false with QLoRA: merging into quantized weights loses "
+                    "precision; final/ then holds the adapter, loaded onto the unquantized base",
+                )
+            )
         return problems
 
     def peft_config(self):
@@ -56,19 +60,26 @@ class LoraSettings:
         from peft import LoraConfig
 
         modules = self.target_modules if self.target_modules == "all-linear" else self.target_modules.split(",")
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=modules,
-                          task_type="CAUSAL_LM")  # fmt: skip
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=modules, task_type="CAUSAL_LM"
+        )
 
     def machine_problems(self, prefix: str = "lora.") -> list[Problem]:
         """What this machine lacks for the settings: QLoRA needs a CUDA GPU and bitsandbytes."""
         if not self.quantization:
             return []
         if not cuda_present():
-            return [(f"{prefix}quantization", f"{self.quantization} (QLoRA) needs a CUDA GPU; on this machine use "
-                     "lora.r alone (LoRA on full-precision weights) and quantization=null")]  # fmt: skip
+            return [
+                (
+                    f"{prefix}quantization",
+                    f"{self.quantization} (QLoRA) needs a CUDA GPU; on this machine use "
+                    "lora.r alone (LoRA on full-precision weights) and quantization=null",
+                )
+            ]
         if importlib.util.find_spec("bitsandbytes") is None:  # else transformers' ImportError, mid-load
-            return [(f"{prefix}quantization", f"{self.quantization} (QLoRA) needs bitsandbytes: "
-                     "pip install bitsandbytes")]  # fmt: skip
+            return [
+                (f"{prefix}quantization", f"{self.quantization} (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+            ]
         return []
 
     def model_kwargs(self) -> dict:
@@ -80,15 +91,23 @@ class LoraSettings:
 
         if self.quantization == "8bit":
             return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
-        return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                          bnb_4bit_compute_dtype=torch.bfloat16)}  # fmt: skip
+        return {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            )
+        }
 
     def describe(self) -> dict | None:
         """What the judge card records (None when LoRA is off)."""
         if not self.r:
             return None
-        return {"r": self.r, "alpha": self.alpha, "target_modules": self.target_modules, "merged": self.merge,
-                "quantization": self.quantization}  # fmt: skip
+        return {
+            "r": self.r,
+            "alpha": self.alpha,
+            "target_modules": self.target_modules,
+            "merged": self.merge,
+            "quantization": self.quantization,
+        }
 
 
 def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> list[tuple[Pair, Shown]]:
@@ -108,16 +127,25 @@ def last_checkpoint(output: Path) -> str | None:
     """The newest complete ``checkpoint-N`` folder a trainer left in ``output`` (to resume from), if any.
     The trainer writes ``trainer_state.json`` last (after the weights, the optimizer, the scheduler and the
     random states of every rank): a newer folder without it was cut off mid-save, and is skipped."""
-    found = sorted((p for p in output.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
-                   key=lambda p: int(p.name.rsplit("-", 1)[1]))  # fmt: skip
+    found = sorted(
+        (p for p in output.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
+        key=lambda p: int(p.name.rsplit("-", 1)[1]),
+    )
     while found and not (found[-1] / "trainer_state.json").is_file():
         log.warning("%s was cut off while it was saved (no trainer_state.json): not resuming from it", found.pop())
     return str(found[-1]) if found else None
 
 
-def write_card(folder: Path, prompt: JudgePrompt, pairs: list[Pair], base_model: str | None, cfg,
-               inherited: JudgeCard | None = None, lora: dict | None = None,
-               launch: dict | None = None) -> JudgeCard:  # fmt: skip
+def write_card(
+    folder: Path,
+    prompt: JudgePrompt,
+    pairs: list[Pair],
+    base_model: str | None,
+    cfg,
+    inherited: JudgeCard | None = None,
+    lora: dict | None = None,
+    launch: dict | None = None,
+) -> JudgeCard:
     """The judge card of a trained checkpoint: its prompt format, its rubric pack (the forced one, else the
     one every training pair used, else the inherited card's) and every pack it saw, with versions."""
     packs = {**((inherited.rubric_packs or {}) if inherited else {}), **prompt.packs(pairs)}
@@ -147,9 +175,17 @@ def trainer_args(output: Path, cfg) -> dict:
     import torch  # seconds to import: only a run pays for it, not `reasrm validate`
 
     device = pick_device()
-    return {"output_dir": str(output), "seed": cfg.seed, "logging_steps": 1, "save_steps": cfg.save_steps,
-            "save_total_limit": 2, "report_to": "none", "bf16": pick_dtype(device) == torch.bfloat16,
-            "use_cpu": device == "cpu", "dataloader_pin_memory": device == "cuda"}  # fmt: skip
+    return {
+        "output_dir": str(output),
+        "seed": cfg.seed,
+        "logging_steps": 1,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "bf16": pick_dtype(device) == torch.bfloat16,
+        "use_cpu": device == "cpu",
+        "dataloader_pin_memory": device == "cuda",
+    }
 
 
 def trainable(model: str | None, key: str = "model") -> str:

@@ -61,8 +61,9 @@ class DistillConfig:
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
     limit: int | None = option("Use at most this many training pairs (null: all).", 96)
-    prompt_format: str = option("Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).",
-                                "compact")  # fmt: skip
+    prompt_format: str = option(
+        "Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).", "compact"
+    )
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's `rubric` field.", None)
     teacher: TeacherConfig = option("Where the chains come from.", factory=TeacherConfig)
     output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")
@@ -77,16 +78,19 @@ class DistillConfig:
     max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
     packing: bool = option("Padding-free packed batches (TRL's bfd packing; needs flash-attn on a GPU).", False)
-    shared_prefix: bool = option("In the loss, run the prefix every example of a batch shares (the system text) "
-                                 "once (TRL's loss and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
-                                 True)  # fmt: skip
-    lora: LoraSettings = option("LoRA / QLoRA adapters through peft (r: 0 = train every weight).",
-                                factory=LoraSettings)  # fmt: skip
+    shared_prefix: bool = option(
+        "In the loss, run the prefix every example of a batch shares (the system text) "
+        "once (TRL's loss and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
+        True,
+    )
+    lora: LoraSettings = option("LoRA / QLoRA adapters through peft (r: 0 = train every weight).", factory=LoraSettings)
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
     validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100)
     validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128)
-    launch_processes: int | None = option("The process count (GPUs) the batch sizes were set for; a launch with "
-                                          "another count is refused (null: any).", None)  # fmt: skip
+    launch_processes: int | None = option(
+        "The process count (GPUs) the batch sizes were set for; a launch with another count is refused (null: any).",
+        None,
+    )
 
     @property
     def launch(self) -> dict:
@@ -106,8 +110,13 @@ class DistillConfig:
             problems.append(("limit", f"must be >= 1, got {self.limit}"))
         if self.validation_pairs < 0:
             problems.append(("validation_pairs", f"must be >= 0, got {self.validation_pairs}"))
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps",
-                    "validation_max_new_tokens"):  # fmt: skip
+        for key in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+            "save_steps",
+            "validation_max_new_tokens",
+        ):
             if getattr(self, key) < 1:
                 problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
         return problems + output_problems(self)
@@ -119,15 +128,17 @@ def prepare(cfg: DistillConfig) -> tuple[JudgePrompt, list, Path]:
     prompt = JudgePrompt.create(cfg.prompt_format, forced_rubric=cfg.rubric)
     jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
     prompt.check([pair for pair, _ in jobs])
-    output = prepare_output(cfg.output, Path(cfg.output) / "distill.yaml", cfg, RESULT_KEYS, cfg.resume,
-                            cfg.overwrite)  # fmt: skip
+    output = prepare_output(cfg.output, Path(cfg.output) / "distill.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
     return prompt, jobs, output
 
 
 def sft_examples(records: list[dict]) -> list[dict]:
     """Prompt-completion examples (TRL's conversational format), one per kept chain."""
-    return [{"prompt": r["messages"], "completion": [{"role": "assistant", "content": chain}]}
-            for r in records for chain in r["chains"]]  # fmt: skip
+    return [
+        {"prompt": r["messages"], "completion": [{"role": "assistant", "content": chain}]}
+        for r in records
+        for chain in r["chains"]
+    ]
 
 
 def sft_args(cfg: DistillConfig, output: Path):
@@ -159,8 +170,14 @@ def sft_trainer(cfg: DistillConfig, args, model, tokenizer, examples: list[dict]
     from reasrm.training.shared_prefix import SharedPrefixSFTTrainer, trainer_class
 
     trainer = trainer_class(cfg.shared_prefix, SharedPrefixSFTTrainer, SFTTrainer)
-    return trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
-                   peft_config=cfg.lora.peft_config(), callbacks=callbacks or None)  # fmt: skip
+    return trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=cfg.lora.peft_config(),
+        callbacks=callbacks or None,
+    )
 
 
 ADAPTER_NOTE = """# A LoRA adapter, not a whole model
@@ -201,16 +218,23 @@ def run(cfg: DistillConfig) -> Path:
 
     where = trainable(cfg.model)
     if cfg.packing and pick_attention(pick_device()) != "flash_attention_2":
-        raise ReasrmConfigError("'packing': padding-free packed batches need flash-attn (a CUDA GPU with the "
-                                "flash-attn extra); here batches are padded: set packing=false")  # fmt: skip
+        raise ReasrmConfigError(
+            "'packing': padding-free packed batches need flash-attn (a CUDA GPU with the "
+            "flash-attn extra); here batches are padded: set packing=false"
+        )
     prompt, jobs, output = prepare(cfg)
     log.info("distill: %s", processes.launch_line(cfg.launch))
     records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl", resume=cfg.resume)
     examples = sft_examples(records)
     if not examples:
         raise ReasrmDataError(f"the teacher kept no chains ({output / 'chains.jsonl'} says why): nothing to train on")
-    log.info("distill: %d chains kept from %d of %d pairs; training %s", len(examples),
-             sum(r["kept"] for r in records), len(records), where)  # fmt: skip
+    log.info(
+        "distill: %d chains kept from %d of %d pairs; training %s",
+        len(examples),
+        sum(r["kept"] for r in records),
+        len(records),
+        where,
+    )
 
     tokenizer = load_tokenizer(cfg.model)
     args = sft_args(cfg, output)
@@ -220,8 +244,9 @@ def run(cfg: DistillConfig) -> Path:
         heldout = heldout_jobs(cfg.recipe, cfg.recipe_params, cfg.validation_pairs, cfg.seed)
     validation = None
     if heldout:
-        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
-                                       cfg.validation_max_new_tokens, eval_steps=0)  # fmt: skip
+        validation = HeldOutValidation(
+            output / "validation.jsonl", heldout, prompt, tokenizer, cfg.validation_max_new_tokens, eval_steps=0
+        )
     trainer = sft_trainer(cfg, args, model.train(), tokenizer, examples, [validation] if validation else [])
     if validation:
         validation.trainer = trainer
@@ -231,8 +256,9 @@ def run(cfg: DistillConfig) -> Path:
     save_judge(trainer, cfg.lora, final)
     if processes.is_main():
         tokenizer.save_pretrained(final)
-        card = write_card(final, prompt, [pair for pair, _ in jobs], cfg.model, cfg, lora=cfg.lora.describe(),
-                          launch=cfg.launch)  # fmt: skip
+        card = write_card(
+            final, prompt, [pair for pair, _ in jobs], cfg.model, cfg, lora=cfg.lora.describe(), launch=cfg.launch
+        )
         log.info("distilled judge: %s (prompt format %s, rubric pack %s)", final, card.prompt_format, card.rubric_pack)
     if validation and processes.is_main():
         measured = {"before": validation.records[0], "after": validation.records[-1]}

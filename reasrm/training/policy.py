@@ -31,9 +31,22 @@ from reasrm.training.common import last_checkpoint, trainable, trainer_args
 log = logging.getLogger(__name__)
 
 REWARDS = ("round_robin", "reference")
-RESULT_KEYS = ("policy", "judge", "judge_backend", "judge_base_url", "judge_prompt_format", "judge_generation",
-               "reward", "opponents", "recipe", "recipe_params", "num_generations", "learning_rate", "beta",
-               "seed")  # fmt: skip
+RESULT_KEYS = (
+    "policy",
+    "judge",
+    "judge_backend",
+    "judge_base_url",
+    "judge_prompt_format",
+    "judge_generation",
+    "reward",
+    "opponents",
+    "recipe",
+    "recipe_params",
+    "num_generations",
+    "learning_rate",
+    "beta",
+    "seed",
+)
 
 
 @dataclass
@@ -46,8 +59,9 @@ class PolicyConfig:
     judge_backend: str = option(f"One of {', '.join(BACKENDS)}.", "hf")
     judge_base_url: str | None = option("openai judge backend: the server, e.g. http://127.0.0.1:8000/v1.", None)
     judge_prompt_format: str | None = option("The judge's prompt format; null = its judge card.", None)
-    judge_generation: GenerationConfig = option("How the judge generates.",
-                                                factory=lambda: GenerationConfig(max_new_tokens=128))  # fmt: skip
+    judge_generation: GenerationConfig = option(
+        "How the judge generates.", factory=lambda: GenerationConfig(max_new_tokens=128)
+    )
     reward: str = option(f"One of {', '.join(REWARDS)}.", "round_robin")
     opponents: int | None = option("round_robin: opponents per completion (null = all of its group).", None)
     recipe: str = option("Data recipe giving the prompts (a name in data_recipes/ or a path).", "demo")
@@ -70,11 +84,17 @@ class PolicyConfig:
         if self.reward not in REWARDS:
             problems.append(("reward", f"must be one of {', '.join(REWARDS)}, got {self.reward!r}"))
         if self.num_generations < 2:
-            problems.append(("num_generations", "must be >= 2 (the judge compares completions), got "
-                             f"{self.num_generations}"))  # fmt: skip
+            problems.append(
+                ("num_generations", f"must be >= 2 (the judge compares completions), got {self.num_generations}")
+            )
         elif self.per_device_train_batch_size % self.num_generations:
-            problems.append(("per_device_train_batch_size", f"must be a multiple of num_generations "
-                             f"({self.num_generations}), got {self.per_device_train_batch_size}"))  # fmt: skip
+            problems.append(
+                (
+                    "per_device_train_batch_size",
+                    f"must be a multiple of num_generations "
+                    f"({self.num_generations}), got {self.per_device_train_batch_size}",
+                )
+            )
         return problems + output_problems(self)
 
 
@@ -84,16 +104,16 @@ def run(cfg: PolicyConfig) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
     where = trainable(cfg.policy, "policy")
-    output = prepare_output(cfg.output, Path(cfg.output) / "policy.yaml", cfg, RESULT_KEYS, cfg.resume,
-                            cfg.overwrite)  # fmt: skip
+    output = prepare_output(cfg.output, Path(cfg.output) / "policy.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
     train, _, _, _ = collect(load_recipe(cfg.recipe, [f"{k}={v}" for k, v in cfg.recipe_params.items()]))
     rows = {"prompt": [[dict(m) for m in p.context] for p in train]}
     if cfg.reward == "reference":
         rows["reference"] = [p.reference or p.chosen for p in train]  # verifiable data has a worked reference
     dataset = Dataset.from_dict(rows)
 
-    judge = Judge.from_pretrained(cfg.judge, cfg.judge_backend, cfg.judge_prompt_format, cfg.judge_generation,
-                                  base_url=cfg.judge_base_url)  # fmt: skip
+    judge = Judge.from_pretrained(
+        cfg.judge, cfg.judge_backend, cfg.judge_prompt_format, cfg.judge_generation, base_url=cfg.judge_base_url
+    )
     if cfg.reward == "round_robin":
         reward = RoundRobinReward(judge, cfg.num_generations, opponents=cfg.opponents, seed=cfg.seed)
     else:
@@ -108,8 +128,13 @@ def run(cfg: PolicyConfig) -> Path:
         beta=cfg.beta,
         **trainer_args(output, cfg),
     )
-    trainer = GRPOTrainer(model=where, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=load_tokenizer(cfg.policy))  # fmt: skip
+    trainer = GRPOTrainer(
+        model=where,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=load_tokenizer(cfg.policy),
+    )
     trainer.train(resume_from_checkpoint=last_checkpoint(output) if cfg.resume else None)
     trainer.save_model(str(output / "final"))
     log.info("trained policy saved to %s", output / "final")

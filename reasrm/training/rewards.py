@@ -69,8 +69,11 @@ def consistency_reward(prompts, completions, label, pair, order, **kwargs) -> li
             lone.add(pair_id)
         rewards.append(sum(partners) / len(partners) if ok and partners else 0.0)
     if lone:
-        log.warning("consistency reward: %d pair(s) without their other slot order in the batch earn 0; "
-                    "train with both_orders: true", len(lone))  # fmt: skip
+        log.warning(
+            "consistency reward: %d pair(s) without their other slot order in the batch earn 0; "
+            "train with both_orders: true",
+            len(lone),
+        )
     return rewards
 
 

@@ -63,11 +63,31 @@ from reasrm.verdict import parse_verdict, winner
 
 log = logging.getLogger(__name__)
 
-RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "seed", "rewards",
-               "updates_per_generation",
-               "reward_weights", "both_orders", "num_generations", "temperature", "beta", "learning_rate",
-               "warmup_steps", "lr_scheduler_type", "loss_type", "scale_rewards", "max_completion_length",
-               "filter_pass_rate", "filter_samples", "validation_pairs")  # fmt: skip
+RESULT_KEYS = (
+    "model",
+    "recipe",
+    "recipe_params",
+    "limit",
+    "prompt_format",
+    "rubric",
+    "seed",
+    "rewards",
+    "updates_per_generation",
+    "reward_weights",
+    "both_orders",
+    "num_generations",
+    "temperature",
+    "beta",
+    "learning_rate",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "loss_type",
+    "scale_rewards",
+    "max_completion_length",
+    "filter_pass_rate",
+    "filter_samples",
+    "validation_pairs",
+)
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 ROLLOUTS = ("trl", "vllm")
@@ -77,18 +97,21 @@ LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
 @dataclass
 class RLConfig:
     stage: str = option("Names this schema.", "rl")
-    model: str | None = option("The judge to train (a distilled checkpoint); null = the embedded default.",
-                              "runs/distill/final")  # fmt: skip
+    model: str | None = option(
+        "The judge to train (a distilled checkpoint); null = the embedded default.", "runs/distill/final"
+    )
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
     limit: int | None = option("Use at most this many training pairs (null: all).", 256)
     prompt_format: str | None = option("Prompt format for pairs without a pack; null = the model's judge card.", None)
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's, else the card's.", None)
     both_orders: bool = option("Every pair in both slot orders, as adjacent prompts of one generation batch.", True)
-    rewards: list[str] = option(f"Reward functions by name: any of {', '.join(REWARDS)}.",
-                                factory=lambda: ["verdict", "consistency", "format"])  # fmt: skip
-    reward_weights: list[float] | None = option("One weight per reward (null = 1.0 each).",
-                                                factory=lambda: [1.0, 0.5, 0.1])  # fmt: skip
+    rewards: list[str] = option(
+        f"Reward functions by name: any of {', '.join(REWARDS)}.", factory=lambda: ["verdict", "consistency", "format"]
+    )
+    reward_weights: list[float] | None = option(
+        "One weight per reward (null = 1.0 each).", factory=lambda: [1.0, 0.5, 0.1]
+    )
     output: str = option("Output folder: checkpoints, validation.jsonl, curves.png, final/ (the judge).", "runs/rl")
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
@@ -146,17 +169,25 @@ class RLConfig:
     validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
     eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 5)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
-    rollouts: str = option("Who generates the rollouts: trl (TRL's own generate, on the training weights) or vllm "
-                           "(TRL's vLLM integration; CUDA GPUs and the `vllm` extra; settings in `vllm`).",
-                           "trl")  # fmt: skip
-    vllm: VLLMSettings = option("vLLM for rollouts=vllm: colocate in each training process, or a `trl vllm-serve` "
-                                "server on GPUs of its own.", factory=VLLMSettings)  # fmt: skip
-    shared_prefix: bool = option("In the loss, run each group's prompt once and its completions on its KV cache "
-                                 "(TRL's log-probs and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
-                                 True)  # fmt: skip
+    rollouts: str = option(
+        "Who generates the rollouts: trl (TRL's own generate, on the training weights) or vllm "
+        "(TRL's vLLM integration; CUDA GPUs and the `vllm` extra; settings in `vllm`).",
+        "trl",
+    )
+    vllm: VLLMSettings = option(
+        "vLLM for rollouts=vllm: colocate in each training process, or a `trl vllm-serve` server on GPUs of its own.",
+        factory=VLLMSettings,
+    )
+    shared_prefix: bool = option(
+        "In the loss, run each group's prompt once and its completions on its KV cache "
+        "(TRL's log-probs and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
+        True,
+    )
     save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
-    launch_processes: int | None = option("The process count (GPUs) the batch sizes were set for; a launch with "
-                                          "another count is refused (null: any).", None)  # fmt: skip
+    launch_processes: int | None = option(
+        "The process count (GPUs) the batch sizes were set for; a launch with another count is refused (null: any).",
+        None,
+    )
 
     @property
     def completions_per_step(self) -> int:
@@ -183,8 +214,13 @@ class RLConfig:
             problems.append(("num_generations", f"must be >= 2 (GRPO compares a group), got {self.num_generations}"))
         elif self.completions_per_step % group:
             what = "2 x num_generations: both orders of a pair" if self.both_orders else "num_generations"
-            problems.append(("per_device_train_batch_size", f"times gradient_accumulation_steps must be a multiple "
-                             f"of {what} ({group}), got {self.completions_per_step}"))  # fmt: skip
+            problems.append(
+                (
+                    "per_device_train_batch_size",
+                    f"times gradient_accumulation_steps must be a multiple "
+                    f"of {what} ({group}), got {self.completions_per_step}",
+                )
+            )
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
         for key in ("limit",):
@@ -208,11 +244,13 @@ class RLConfig:
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
         if not (0 <= self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps) > 0):
-            problems.append(("warmup_steps", f"must be a whole number of steps or a share in [0, 1), "
-                                             f"got {self.warmup_steps}"))  # fmt: skip
+            problems.append(
+                ("warmup_steps", f"must be a whole number of steps or a share in [0, 1), got {self.warmup_steps}")
+            )
         if self.lr_scheduler_type not in LR_SCHEDULERS:
-            problems.append(("lr_scheduler_type", f"must be one of {', '.join(LR_SCHEDULERS)}, "
-                                                  f"got {self.lr_scheduler_type!r}"))  # fmt: skip
+            problems.append(
+                ("lr_scheduler_type", f"must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler_type!r}")
+            )
         if self.scale_rewards not in SCALE_REWARDS:
             problems.append(("scale_rewards", f"must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"))
         valid = f"valid names: {', '.join(REWARDS)}"
@@ -220,8 +258,13 @@ class RLConfig:
             problems.append(("rewards", f"is empty; {valid}"))
         problems += [("rewards", f"unknown reward {name!r}; {valid}") for name in self.rewards if name not in REWARDS]
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
-            problems.append(("reward_weights", f"gives {len(self.reward_weights)} weights for {len(self.rewards)} "
-                             f"rewards ({', '.join(self.rewards)})"))  # fmt: skip
+            problems.append(
+                (
+                    "reward_weights",
+                    f"gives {len(self.reward_weights)} weights for {len(self.rewards)} "
+                    f"rewards ({', '.join(self.rewards)})",
+                )
+            )
         return problems + output_problems(self)
 
     def machine_check(self) -> list[Problem]:
@@ -243,8 +286,10 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
         shown = [("AB", slots)]
         if both_orders:
             shown.append(("BA", pair.shown(slots.chosen_slot, swap=True)))
-        rows += [{"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
-                 for name, s in shown]  # fmt: skip
+        rows += [
+            {"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
+            for name, s in shown
+        ]
     return rows
 
 
@@ -274,8 +319,13 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     verdicts = [parse_verdict(c.text, mode="strict") for c in calls]
     lengths = [c.completion_tokens for c, v in zip(calls, verdicts, strict=True) if v.ok]
     right = sum(winner(v.choice, c.chosen_slot) == "chosen" for c, v in zip(calls, verdicts, strict=True))
-    log.info("preflight: %d of %d sampled training prompts got a valid verdict (%d right); longest valid chain "
-             "%s tokens", len(lengths), len(calls), right, max(lengths) if lengths else "-")  # fmt: skip
+    log.info(
+        "preflight: %d of %d sampled training prompts got a valid verdict (%d right); longest valid chain %s tokens",
+        len(lengths),
+        len(calls),
+        right,
+        max(lengths) if lengths else "-",
+    )
     if not lengths:
         statuses = ", ".join(sorted({v.status for v in verdicts}))
         raise ReasrmConfigError(
@@ -285,10 +335,13 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
         )
     constant = constant_slot([v.choice for v in verdicts if v.ok], [c.chosen_slot for c in calls])
     if constant and cfg.both_orders:
-        log.warning("preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
-                    "ignores the content. Both orders cancel the pull on the slot, and on the whole demo mix such "
-                    "a judge stayed constant through RL (docs/findings.md); distill it further, or try "
-                    "both_orders=false", constant)  # fmt: skip
+        log.warning(
+            "preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
+            "ignores the content. Both orders cancel the pull on the slot, and on the whole demo mix such "
+            "a judge stayed constant through RL (docs/findings.md); distill it further, or try "
+            "both_orders=false",
+            constant,
+        )
     if max(lengths) > cfg.max_completion_length:
         need = -(-max(lengths) * 5 // 4 // 16) * 16
         raise ReasrmConfigError(
@@ -310,8 +363,9 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
     from reasrm.backends import GenerationConfig
 
     low, high = cfg.filter_pass_rate
-    settings = GenerationConfig(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
-                                batch_size=64, seed=cfg.seed)  # fmt: skip
+    settings = GenerationConfig(
+        max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, batch_size=64, seed=cfg.seed
+    )
     k = cfg.filter_samples
     # Sampling is seeded per rank and batch: the same seed and process count give the same filter.
     judgements = judged(model, tokenizer, prompt, [job for job in jobs for _ in range(k)], settings, cfg.both_orders)
@@ -327,8 +381,15 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
     report = {"pass_rate": [low, high], "samples_per_order": k, "pairs": len(jobs), **counts}
     if processes.is_main():
         (output / "filter.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    log.info("difficulty filter: kept %d of %d pairs (pass rate in [%g, %g]); %d too easy, %d too hard",
-             counts["kept"], len(jobs), low, high, counts["too_easy"], counts["too_hard"])  # fmt: skip
+    log.info(
+        "difficulty filter: kept %d of %d pairs (pass rate in [%g, %g]); %d too easy, %d too hard",
+        counts["kept"],
+        len(jobs),
+        low,
+        high,
+        counts["too_easy"],
+        counts["too_hard"],
+    )
     if not kept:
         raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in [{low}, {high}] ({output}/filter.json)")
     return kept
@@ -357,8 +418,13 @@ def run(cfg: RLConfig) -> Path:
     if cfg.filter_pass_rate is not None:
         jobs = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
     rows = grpo_rows(prompt, jobs, cfg.both_orders, cfg.seed)
-    log.info("rl: %d pairs, %d prompts (%s); training %s", len(jobs), len(rows),
-             "both slot orders" if cfg.both_orders else "one slot order each", where)  # fmt: skip
+    log.info(
+        "rl: %d pairs, %d prompts (%s); training %s",
+        len(jobs),
+        len(rows),
+        "both slot orders" if cfg.both_orders else "one slot order each",
+        where,
+    )
 
     validation = None
     if heldout:
@@ -366,8 +432,15 @@ def run(cfg: RLConfig) -> Path:
         measured = dict(lineage(cfg.model, jobs_digest(heldout)))
         start = measured.get("after distill")
         start = start if start and start.get("max_new_tokens") == cfg.max_completion_length else None
-        validation = HeldOutValidation(output / "validation.jsonl", heldout, prompt, tokenizer,
-                                       cfg.max_completion_length, cfg.eval_steps, start=start)  # fmt: skip
+        validation = HeldOutValidation(
+            output / "validation.jsonl",
+            heldout,
+            prompt,
+            tokenizer,
+            cfg.max_completion_length,
+            cfg.eval_steps,
+            start=start,
+        )
     trainer = grpo_trainer(cfg, args, model, tokenizer, rows, [validation] if validation else [])
     if validation:
         validation.trainer = trainer
@@ -392,8 +465,12 @@ def grpo_args(cfg: RLConfig, output: Path):
 
     vllm = {}
     if cfg.rollouts == "vllm":
-        vllm = {"use_vllm": True, "vllm_mode": cfg.vllm.mode, "vllm_server_base_url": cfg.vllm.server_url,
-                "vllm_tensor_parallel_size": cfg.vllm.tensor_parallel_size}  # fmt: skip
+        vllm = {
+            "use_vllm": True,
+            "vllm_mode": cfg.vllm.mode,
+            "vllm_server_base_url": cfg.vllm.server_url,
+            "vllm_tensor_parallel_size": cfg.vllm.tensor_parallel_size,
+        }
         if cfg.vllm.gpu_memory_utilization is not None:
             vllm["vllm_gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
     return GRPOConfig(
@@ -429,9 +506,14 @@ def grpo_trainer(cfg: RLConfig, args, model, tokenizer, rows: list[dict], callba
     from reasrm.training.shared_prefix import SharedPrefixGRPOTrainer, trainer_class
 
     trainer = trainer_class(cfg.shared_prefix, SharedPrefixGRPOTrainer, GRPOTrainer)
-    return trainer(model=model.train(), reward_funcs=[REWARDS[name] for name in cfg.rewards], args=args,
-                   train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                   callbacks=callbacks or None)  # fmt: skip
+    return trainer(
+        model=model.train(),
+        reward_funcs=[REWARDS[name] for name in cfg.rewards],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=callbacks or None,
+    )
 
 
 def report(output: Path, history: list[dict], records: list[dict], model: str | None) -> None:
@@ -472,10 +554,16 @@ def plot_curves(path: Path, history: list[dict], records: list[dict]) -> None:
     top.set_ylabel("training reward")
     top.legend()
     at = [r["step"] for r in records]
-    for key, name in (("both_right", "right in both orders"), ("both_right_chance", "both orders, by chance"),
-                      ("valid", "valid"), ("a_rate", "A-rate"), ("flip_rate", "flip rate")):  # fmt: skip
-        bottom.plot(at, [r.get(key) if r.get(key) is not None else float("nan") for r in records], marker="o",
-                    label=name)  # fmt: skip
+    for key, name in (
+        ("both_right", "right in both orders"),
+        ("both_right_chance", "both orders, by chance"),
+        ("valid", "valid"),
+        ("a_rate", "A-rate"),
+        ("flip_rate", "flip rate"),
+    ):
+        bottom.plot(
+            at, [r.get(key) if r.get(key) is not None else float("nan") for r in records], marker="o", label=name
+        )
     bottom.axhline(0.5, color="grey", linewidth=0.5)
     bottom.set_ylim(-0.02, 1.02)
     bottom.set_xlabel("optimizer step")

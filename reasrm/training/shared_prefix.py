@@ -52,8 +52,10 @@ def unchecked_versions() -> str | None:
     for package, (low, high) in CHECKED.items():
         installed = tuple(int(part) for part in version(package).split(".")[:2])
         if not low <= installed < high:
-            return (f"{package} {version(package)} is outside the versions the shared-prefix loss was checked with "
-                    f"({'.'.join(map(str, low))} to below {'.'.join(map(str, high))})")  # fmt: skip
+            return (
+                f"{package} {version(package)} is outside the versions the shared-prefix loss was checked with "
+                f"({'.'.join(map(str, low))} to below {'.'.join(map(str, high))})"
+            )
     return None
 
 
@@ -72,18 +74,38 @@ def trainer_class(shared: bool, fast: type, plain: type) -> type:
 class SharedPrefixGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer``, each group's prompt run once in the loss (see the module docstring)."""
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                           batch_size=None, compute_entropy=False, compute_aux_loss=False,
-                                           **extra):  # fmt: skip
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
         unwrapped = self.accelerator.unwrap_model(model)
         prompt_length = input_ids.size(1) - logits_to_keep
         starts, _ = _groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
-        if (any(v is not None for v in extra.values()) or compute_aux_loss or prompt_length < 2
-                or unwrapped.is_activation_checkpointing or hasattr(unwrapped, "peft_config")
-                or len(starts) == input_ids.size(0)):  # fmt: skip
+        if (
+            any(v is not None for v in extra.values())
+            or compute_aux_loss
+            or prompt_length < 2
+            or unwrapped.is_activation_checkpointing
+            or hasattr(unwrapped, "peft_config")
+            or len(starts) == input_ids.size(0)
+        ):
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)  # fmt: skip
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **extra,
+            )
         cache_kwarg = cache_arg()
         batch_size = batch_size or input_ids.size(0)
         logps, entropies = [], []
@@ -94,13 +116,19 @@ class SharedPrefixGRPOTrainer(GRPOTrainer):
             # The prompt but its last token: that token's position scores the completion's first token.
             head = prompt_length - 1
             with self.accelerator.autocast():
-                model(input_ids=ids[starts, :head], attention_mask=mask[starts, :head], use_cache=True,
-                      logits_to_keep=1, **{cache_kwarg: cache})  # fmt: skip
+                model(
+                    input_ids=ids[starts, :head],
+                    attention_mask=mask[starts, :head],
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{cache_kwarg: cache},
+                )
                 cache.batch_select_indices(rows)  # each completion's row of its prompt's cache (differentiable)
                 tail = ids[:, head:]
                 labels = tail.masked_fill(mask[:, head:] == 0, -100)
-                outputs = model(input_ids=tail, attention_mask=mask, labels=labels, fused_lm_head=True,
-                                **{cache_kwarg: cache})  # fmt: skip
+                outputs = model(
+                    input_ids=tail, attention_mask=mask, labels=labels, fused_lm_head=True, **{cache_kwarg: cache}
+                )
             logps.append(outputs.log_probs[:, -logits_to_keep:])
             if compute_entropy:
                 entropies.append(outputs.entropy[:, -logits_to_keep:])
@@ -113,8 +141,12 @@ class SharedPrefixSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         head = loss_free_prefix(inputs) if set(inputs) <= {"input_ids", "attention_mask", "labels"} else 0
-        if (head < MIN_PREFIX or self.aux_loss_enabled or unwrapped.is_activation_checkpointing
-                or hasattr(unwrapped, "peft_config")):  # fmt: skip
+        if (
+            head < MIN_PREFIX
+            or self.aux_loss_enabled
+            or unwrapped.is_activation_checkpointing
+            or hasattr(unwrapped, "peft_config")
+        ):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         ids, cache_kwarg = inputs["input_ids"], cache_arg()
         cache = DynamicCache(config=unwrapped.config)
@@ -122,8 +154,12 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         cache.batch_select_indices(torch.zeros(ids.size(0), dtype=torch.long, device=ids.device))  # differentiable
         # TRL's own loss on the rest of each row; the full attention mask covers the cached prefix (and counts
         # the batch's tokens as TRL does); positions continue from the cache's length.
-        tail = {"input_ids": ids[:, head:], "attention_mask": inputs["attention_mask"],
-                "labels": inputs["labels"][:, head:], cache_kwarg: cache}  # fmt: skip
+        tail = {
+            "input_ids": ids[:, head:],
+            "attention_mask": inputs["attention_mask"],
+            "labels": inputs["labels"][:, head:],
+            cache_kwarg: cache,
+        }
         return super().compute_loss(model, tail, return_outputs, num_items_in_batch)
 
 

@@ -85,33 +85,54 @@ CORRECTION = (
 HINT = "\n\n" + CORRECTION.replace("the evaluation above does not hold up; ", "")  # no failed chain to show
 # Phrases that give the pass-2 hint away: a chain holding one is rejected (status mentions_hint).
 HINT_TELLS = (
-    "note for the annotator", "the annotator", "the note", "this note", "the hint", "was told", "were told",
-    "been told", "i am told", "as instructed", "was given to me", "given verdict", "provided verdict",
-    "correct verdict is", "the verdict was given", "earlier evaluation", "previous evaluation",
-    "evaluation above", "my previous", "my earlier", "not part of the task",
-)  # fmt: skip
+    "note for the annotator",
+    "the annotator",
+    "the note",
+    "this note",
+    "the hint",
+    "was told",
+    "were told",
+    "been told",
+    "i am told",
+    "as instructed",
+    "was given to me",
+    "given verdict",
+    "provided verdict",
+    "correct verdict is",
+    "the verdict was given",
+    "earlier evaluation",
+    "previous evaluation",
+    "evaluation above",
+    "my previous",
+    "my earlier",
+    "not part of the task",
+)
 _TELL = re.compile("|".join(re.escape(t) for t in HINT_TELLS), re.IGNORECASE)
 MENTIONS_HINT, MISSING_SECTIONS, WRONG_VERDICT = "mentions_hint", "missing_sections", "wrong_verdict"
 
 
 @dataclass
 class TeacherConfig:
-    backend: str = option(f"One of {', '.join(TEACHER_BACKENDS)} (template: chains from the pack and the label).",
-                         "template")  # fmt: skip
-    model: str | None = option("Teacher model (hf/vllm: hub id or folder, null = the embedded default; openai: "
-                               "the served model's name).", None)  # fmt: skip
+    backend: str = option(
+        f"One of {', '.join(TEACHER_BACKENDS)} (template: chains from the pack and the label).", "template"
+    )
+    model: str | None = option(
+        "Teacher model (hf/vllm: hub id or folder, null = the embedded default; openai: the served model's name).", None
+    )
     base_url: str | None = option("openai backend: the server, e.g. http://127.0.0.1:8000/v1.", None)
     hint_pass: bool = option("Pass 2: re-ask failed pairs with their failed chain and the verdict (RM-R1).", True)
     samples: int = option("Chains drawn per pair per pass (rejection sampling; > 1 needs temperature > 0).", 1)
     keep: int = option("Verified chains kept per pair (at most samples).", 1)
     concurrency: int = option("openai backend: requests in flight.", 8)
-    cache: str | None = option("Reply cache (sqlite) shared by reruns; null = teacher_cache.sqlite in the output.",
-                               None)  # fmt: skip
+    cache: str | None = option(
+        "Reply cache (sqlite) shared by reruns; null = teacher_cache.sqlite in the output.", None
+    )
     generation: GenerationConfig = option(
         "How the teacher generates.", factory=lambda: GenerationConfig(max_new_tokens=1024, batch_size=8)
     )
-    vllm: VLLMSettings = option("The vllm backend's engine (GPU memory share, tensor parallel size).",
-                                factory=VLLMSettings)  # fmt: skip
+    vllm: VLLMSettings = option(
+        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
+    )
 
     def machine_check(self, prefix: str = "teacher.") -> list[Problem]:
         return backend_machine_problems(self.backend, prefix, self.vllm)
@@ -124,8 +145,13 @@ class TeacherConfig:
         if self.samples < 1:
             problems.append((f"{prefix}samples", f"must be >= 1, got {self.samples}"))
         elif self.samples > 1 and self.generation.temperature == 0:
-            problems.append((f"{prefix}samples", f"{self.samples} samples need {prefix}generation.temperature > 0 "
-                             "(greedy decoding draws the same chain every time)"))  # fmt: skip
+            problems.append(
+                (
+                    f"{prefix}samples",
+                    f"{self.samples} samples need {prefix}generation.temperature > 0 "
+                    "(greedy decoding draws the same chain every time)",
+                )
+            )
         if not 1 <= self.keep <= max(self.samples, 1):
             problems.append((f"{prefix}keep", f"must be between 1 and samples ({self.samples}), got {self.keep}"))
         if self.concurrency < 1:
@@ -166,12 +192,21 @@ def generate_chains(
             backend = backend or load_backend(cfg.backend, cfg.model, cfg.base_url, cfg.vllm, **kwargs)
             backend = CachedBackend(backend, cache, cfg.backend, cfg.model)
             try:
-                judge_in_chunks(pending, lambda part, on_calls: _model_passes(part, prompt, cfg, backend, on_calls),
-                                out, cfg.generation.batch_size, desc="teacher")  # fmt: skip
+                judge_in_chunks(
+                    pending,
+                    lambda part, on_calls: _model_passes(part, prompt, cfg, backend, on_calls),
+                    out,
+                    cfg.generation.batch_size,
+                    desc="teacher",
+                )
             finally:
                 backend.close()
-            stats = CacheStats(*(sum(getattr(s, k) for s in processes.gather([backend.stats]))
-                                 for k in ("requests", "hits", "retries", "failures")))  # fmt: skip
+            stats = CacheStats(
+                *(
+                    sum(getattr(s, k) for s in processes.gather([backend.stats]))
+                    for k in ("requests", "hits", "retries", "failures")
+                )
+            )
         by_id = {r["id"]: r for r in out.records}
     records = [by_id[pair.id] for pair, _ in jobs]
     if processes.is_main():
@@ -204,13 +239,22 @@ def _model_passes(part, prompt: JudgePrompt, cfg: TeacherConfig, backend, on_cal
             todo = [k for k in todo if len(kept[k]) < cfg.keep]
             if not todo:
                 break
-            conversations = [messages[k] if attempt == 1 else _with_hint(messages[k], part[k][1].chosen_slot, failed[k])
-                             for k in todo]  # fmt: skip
+            conversations = [
+                messages[k] if attempt == 1 else _with_hint(messages[k], part[k][1].chosen_slot, failed[k])
+                for k in todo
+            ]
             settings = replace(cfg.generation, seed=cfg.generation.seed + sample)
             for k, g in zip(todo, backend.generate(conversations, settings), strict=True):
                 status = check_chain(g, part[k][1], asks_sections[k], hinted=attempt == 2)
-                attempts[k].append({"pass": attempt, "sample": sample, "status": status,
-                                    "tokens_in": g.prompt_tokens, "tokens_out": g.completion_tokens})  # fmt: skip
+                attempts[k].append(
+                    {
+                        "pass": attempt,
+                        "sample": sample,
+                        "status": status,
+                        "tokens_in": g.prompt_tokens,
+                        "tokens_out": g.completion_tokens,
+                    }
+                )
                 if status == "ok":
                     kept[k].append(g.text)
                 else:
@@ -250,9 +294,16 @@ def _asks_sections(messages: list[dict]) -> bool:
 
 
 def _record(pair: Pair, slots: Shown, messages: list[dict], attempts: list[dict], chains: list[str], failed: str):
-    record = {"id": pair.id, "chosen_slot": slots.chosen_slot, "kept": bool(chains),
-              "pass": attempts[-1]["pass"] if attempts else 1, "status": "ok" if chains else attempts[-1]["status"],
-              "messages": messages, "chains": chains, "attempts": attempts}  # fmt: skip
+    record = {
+        "id": pair.id,
+        "chosen_slot": slots.chosen_slot,
+        "kept": bool(chains),
+        "pass": attempts[-1]["pass"] if attempts else 1,
+        "status": "ok" if chains else attempts[-1]["status"],
+        "messages": messages,
+        "chains": chains,
+        "attempts": attempts,
+    }
     if not chains:
         record["rejected"] = failed
     return record
@@ -264,8 +315,11 @@ def _with_hint(messages: list[dict], slot: str, failed_chain: str) -> list[dict]
     if not failed_chain.strip():
         *head, last = messages
         return [*head, {**last, "content": last["content"] + HINT.format(slot=slot)}]
-    return [*messages, {"role": "assistant", "content": failed_chain},
-            {"role": "user", "content": CORRECTION.format(slot=slot)}]  # fmt: skip
+    return [
+        *messages,
+        {"role": "assistant", "content": failed_chain},
+        {"role": "user", "content": CORRECTION.format(slot=slot)},
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -278,8 +332,17 @@ def teacher_report(records: list[dict], pairs: list[Pair], stats: CacheStats, se
     out (from ``records``, so a resumed run's report covers the whole file); this run's requests, cache
     hits, retries, failures, wall time and pairs/s."""
     domain = {pair.id: pair.domain or "(none)" for pair in pairs}
-    passes: dict = defaultdict(lambda: {"pairs_sent": 0, "pairs_kept": 0, "chains_drawn": 0, "chains_kept": 0,
-                                        "rejected": Counter(), "tokens_in": 0, "tokens_out": 0})  # fmt: skip
+    passes: dict = defaultdict(
+        lambda: {
+            "pairs_sent": 0,
+            "pairs_kept": 0,
+            "chains_drawn": 0,
+            "chains_kept": 0,
+            "rejected": Counter(),
+            "tokens_in": 0,
+            "tokens_out": 0,
+        }
+    )
     domains: dict = defaultdict(lambda: {"pairs": 0, "pairs_kept": 0, "chains_kept": 0, "dropped": Counter()})
     for r in records:
         for n in sorted({a["pass"] for a in r["attempts"]}):
@@ -320,16 +383,20 @@ def report_lines(report: dict) -> list[str]:
     lines = [f"  {'':<14} {'sent':>6} {'kept':>6} {'chains':>7} {'tok in':>9} {'tok out':>9}  rejected (chains)"]
     for name, row in report["passes"].items():
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(row["rejected"].items())) or "-"
-        lines.append(f"  {name:<14} {row['pairs_sent']:>6} {row['pairs_kept']:>6} {row['chains_kept']:>7} "
-                     f"{row['tokens_in']:>9} {row['tokens_out']:>9}  {rejected}")  # fmt: skip
+        lines.append(
+            f"  {name:<14} {row['pairs_sent']:>6} {row['pairs_kept']:>6} {row['chains_kept']:>7} "
+            f"{row['tokens_in']:>9} {row['tokens_out']:>9}  {rejected}"
+        )
     lines.append(f"  {'domain':<14} {'pairs':>6} {'kept':>6} {'chains':>7}  dropped (pairs)")
     for name, row in report["domains"].items():
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(row["dropped"].items())) or "-"
         lines.append(f"  {name:<14} {row['pairs']:>6} {row['pairs_kept']:>6} {row['chains_kept']:>7}  {dropped}")
     run = report["this_run"]
-    lines.append(f"  this run: {run['pairs_sent']} pairs sent, {run['requests']} requests, {run['cache_hits']} "
-                 f"from the cache, {run['retries']} retries, {run['failures']} failures, {run['seconds']:.1f} s"
-                 + (f", {run['pairs_per_second']} pairs/s" if run["pairs_per_second"] else ""))  # fmt: skip
+    lines.append(
+        f"  this run: {run['pairs_sent']} pairs sent, {run['requests']} requests, {run['cache_hits']} "
+        f"from the cache, {run['retries']} retries, {run['failures']} failures, {run['seconds']:.1f} s"
+        + (f", {run['pairs_per_second']} pairs/s" if run["pairs_per_second"] else "")
+    )
     return lines
 
 
@@ -352,13 +419,16 @@ def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None) -> str:
         sections = [element(TYPE, "Reasoning"), element(SOLUTION, escape(pair.reference)), element(EVAL, evaluation)]
         return "\n".join([*sections, answer(best)])
     criteria_pack = pack if pack is not None and not pack.self_generated else load_pack("chat")
-    items = "\n".join(f"  {k}. {c.id} ({c.weight:.0%}): {c.description}"
-                      for k, c in enumerate(criteria_pack.criteria, start=1))  # fmt: skip
+    items = "\n".join(
+        f"  {k}. {c.id} ({c.weight:.0%}): {c.description}" for k, c in enumerate(criteria_pack.criteria, start=1)
+    )
     top = max(criteria_pack.criteria, key=lambda c: c.weight)
     rubric = f"\n{items}\n  {element(JUSTIFY, f' {criteria_pack.weights_justification} ')}\n"
-    evaluation = (f"\n  Chatbot A: {quote_a}\n  Chatbot B: {quote_b}\n  On {top.id}, the heaviest criterion, Chatbot "
-                  f"{best} does better ({top.good.rstrip('.').lower()}), while Chatbot {worse} falls short "
-                  f"({top.poor.rstrip('.').lower()}).\n")  # fmt: skip
+    evaluation = (
+        f"\n  Chatbot A: {quote_a}\n  Chatbot B: {quote_b}\n  On {top.id}, the heaviest criterion, Chatbot "
+        f"{best} does better ({top.good.rstrip('.').lower()}), while Chatbot {worse} falls short "
+        f"({top.poor.rstrip('.').lower()}).\n"
+    )
     return "\n\n".join([element(TYPE, "Chat"), element(RUBRIC, rubric), element(EVAL, evaluation), answer(best)])
 
 

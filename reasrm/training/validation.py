@@ -38,9 +38,16 @@ log = logging.getLogger(__name__)
 # Calls decoded together: on a CPU a decode step's matrix products run faster per row in bigger batches.
 BATCH = 200
 
-COLUMNS = (("valid", "valid"), ("both_right", "both-right"), ("both_right_chance", "chance"),
-           ("accuracy", "per call"), ("label_prior", "prior"),
-           ("a_rate", "A-rate"), ("flip_rate", "flip"), ("completion_tokens", "tokens"))  # fmt: skip
+COLUMNS = (
+    ("valid", "valid"),
+    ("both_right", "both-right"),
+    ("both_right_chance", "chance"),
+    ("accuracy", "per call"),
+    ("label_prior", "prior"),
+    ("a_rate", "A-rate"),
+    ("flip_rate", "flip"),
+    ("completion_tokens", "tokens"),
+)
 
 
 def heldout_jobs(recipe: str, params: dict, n: int, seed: int) -> list[tuple[Pair, Shown]]:
@@ -62,15 +69,17 @@ def jobs_digest(jobs: list[tuple[Pair, Shown]]) -> str:
     return hashlib.sha256("\n".join(f"{p.id}:{s.chosen_slot}" for p, s in jobs).encode()).hexdigest()[:16]
 
 
-def validate(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int,
-             batch_size: int = BATCH) -> dict:  # fmt: skip
+def validate(
+    model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int, batch_size: int = BATCH
+) -> dict:
     """Judge ``jobs`` greedily in both orders with ``model`` as it is now; the figures of the module doc.
     Under a launcher every rank judges its share of the pairs and every rank returns the same figures."""
     return figures(jobs, judge_heldout(model, tokenizer, prompt, jobs, max_new_tokens, batch_size), max_new_tokens)
 
 
-def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int,
-                  batch_size: int = BATCH) -> list[list[dict]]:  # fmt: skip
+def judge_heldout(
+    model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, Shown]], max_new_tokens: int, batch_size: int = BATCH
+) -> list[list[dict]]:
     """Each pair's two calls (``order``, ``chosen_slot``, ``tokens``, the strict ``verdict``), for every pair
     of ``jobs`` on every rank: each rank judges its contiguous share, and the shares are gathered. The model
     must have its whole weights on each rank (``processes.full_weights``)."""
@@ -79,20 +88,40 @@ def judge_heldout(model, tokenizer, prompt: JudgePrompt, jobs: list[tuple[Pair, 
 
     mine = processes.share(jobs)
     # A fresh backend each time: a cached prefix must not outlive the weights it was computed with.
-    judge = Judge(HFBackend(model, tokenizer), prompt,
-                  GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size))  # fmt: skip
+    judge = Judge(
+        HFBackend(model, tokenizer),
+        prompt,
+        GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size),
+    )
     was_training = model.training
     model.eval()
     world = processes.world_size()
     try:
         with Progress(2 * len(jobs), "validating") as bar:
-            judgements = judge.judge([p for p, _ in mine], both_orders=True, slots=[s.chosen_slot for _, s in mine],
-                                     on_call=lambda n: bar.update(n * world)) if mine else []  # fmt: skip
+            judgements = (
+                judge.judge(
+                    [p for p, _ in mine],
+                    both_orders=True,
+                    slots=[s.chosen_slot for _, s in mine],
+                    on_call=lambda n: bar.update(n * world),
+                )
+                if mine
+                else []
+            )
     finally:
         model.train(was_training)
-    groups = [[{"order": c.order, "chosen_slot": c.chosen_slot, "tokens": c.completion_tokens,
-                "verdict": parse_verdict(c.text, mode="strict").to_dict()} for c in j.calls]
-              for j in judgements]  # fmt: skip
+    groups = [
+        [
+            {
+                "order": c.order,
+                "chosen_slot": c.chosen_slot,
+                "tokens": c.completion_tokens,
+                "verdict": parse_verdict(c.text, mode="strict").to_dict(),
+            }
+            for c in j.calls
+        ]
+        for j in judgements
+    ]
     return processes.gather(groups)
 
 

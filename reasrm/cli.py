@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 import textwrap
+from pathlib import Path
 
 from reasrm.config import load_config, read_layers, to_yaml
 from reasrm.errors import ReasrmConfigError, ReasrmError
@@ -237,8 +238,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", default="hf", help="hf (default) or vllm")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $REASRM_API_KEY if set)")
-    serve.add_argument("--max-new-tokens", type=int, default=512, help="default for requests that give none")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (visible in `ps`: prefer "
+                       "$REASRM_API_KEY or --api-key-file)")  # fmt: skip
+    serve.add_argument("--api-key-file", help="read the API key from this file (its first line)")
+    serve.add_argument("--max-new-tokens", type=int, default=512,
+                       help="default for requests that give none, and the most any request gets")  # fmt: skip
     serve.add_argument("--max-prompt-tokens", type=int, help="longer prompts get 413 (default: the model's context)")
     serve.add_argument("--batch-size", type=int, default=16, help="judge calls generated together")
     serve.set_defaults(func=_serve)
@@ -496,17 +500,47 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from reasrm.backends import GenerationConfig
+    from reasrm.config import range_problems
     from reasrm.judge import Judge
     from reasrm.serve import serve
 
-    _quiet_transformers()
     generation = GenerationConfig(
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens
     )
+    flags = {
+        "max_new_tokens": "--max-new-tokens",
+        "batch_size": "--batch-size",
+        "max_prompt_tokens": "--max-prompt-tokens",
+    }
+    problems = [f"{flags[key]}: {problem}" for key, problem in range_problems(generation) + generation.check()]
+    if not 1 <= args.port <= 65535:
+        problems.append(f"--port: must be between 1 and 65535, got {args.port}")
+    api_key = args.api_key or os.environ.get("REASRM_API_KEY")
+    if args.api_key_file:
+        try:
+            api_key = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError) as e:
+            problems.append(f"--api-key-file: cannot read a key from {args.api_key_file} ({type(e).__name__})")
+    if problems:
+        raise ReasrmConfigError("\n".join(problems))
+    _check_port(args.host, args.port)
+    _quiet_transformers()
     judge = Judge.from_pretrained(args.model, args.backend, args.prompt_format, generation, args.rubric)
     name = args.model or "reasrm-embedded-default"
-    serve(judge, name, args.host, args.port, args.api_key or os.environ.get("REASRM_API_KEY"))
+    serve(judge, name, args.host, args.port, api_key)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not bind (in use, or not this machine's)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise ReasrmConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
 
 
 def _data_build(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import typing
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,76 @@ from reasrm.errors import ReasrmConfigError
 Problem = tuple[str, str]  # (key.path, what is wrong with it)
 
 
-def option(text: str, default: Any = MISSING, factory: Any = None) -> Any:
-    """A dataclass field with a help string; without a default (MISSING) the value is required."""
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key takes: bounds (``ge``/``gt`` below, ``le``/``lt`` above) and ``also``, values
+    allowed outside them (``max_steps: -1``, none). Floats must be finite as well."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    also: tuple = ()
+
+    def problem(self, value) -> str | None:
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if value in self.also:
+            return None
+        inside = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+        return None if inside else f"must be {self.describe()}, got {value}"
+
+    def describe(self) -> str:
+        pairs = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        text = " and ".join(f"{op} {v:g}" for op, v in pairs if v is not None)
+        return " or ".join([*(f"{v:g}" for v in self.also), text]) if self.also else text
+
+
+def option(
+    text: str,
+    default: Any = MISSING,
+    factory: Any = None,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    also: tuple = (),
+) -> Any:
+    """A dataclass field with a help string; without a default (MISSING) the value is required. A numeric
+    field states its range (``ge``, ``gt``, ``le``, ``lt``, ``also``): ``load_config`` refuses a value
+    outside it, naming the key, before any stage runs."""
+    metadata: dict[str, Any] = {"help": text}
+    if any(v is not None for v in (ge, gt, le, lt)) or also:
+        metadata["range"] = Range(ge, gt, le, lt, tuple(also))
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def range_problems(obj, prefix: str = "") -> list[Problem]:
+    """Every value of a loaded config (its sections and lists of sections too) outside its field's range,
+    and every float that is not finite."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            problems += range_problems(value, f"{key}.")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                problems += range_problems(item, f"{key}[{i}].")
+        elif (problem := f.metadata.get("range", Range()).problem(value)) is not None:
+            problems.append((key, problem))
+        elif isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            problems.append((key, f"must hold finite numbers, got {value}"))
+    return problems
 
 
 def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
@@ -190,7 +256,7 @@ def load_config(
     except OmegaConfBaseException as e:
         raise ReasrmConfigError("\n".join([*problems, f"{where}: {str(e).splitlines()[0]}"])) from None
     check = getattr(obj, "check", None)
-    own = list(check()) if check else []
+    own = range_problems(obj) + (list(check()) if check else [])
     if machine and hasattr(obj, "machine_check"):
         own += obj.machine_check()
     stage = next((f.default for f in dataclasses.fields(schema) if f.name == "stage"), None)
@@ -214,6 +280,21 @@ def save_config(cfg, path: str | Path) -> None:
 def digest(cfg) -> str:
     """A short hash of the resolved config (recorded in judge cards)."""
     return hashlib.sha256(to_yaml(cfg).encode()).hexdigest()[:16]
+
+
+def type_name(hint) -> str:
+    """A field's type as a config's reader says it: ``dict[str, list[str]]`` is "a mapping of text to a list
+    of text", ``int | None`` is "an integer or null"."""
+    names = {str: "text", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+    plural = {str: "text", int: "integers", float: "numbers", bool: "booleans"}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict:
+        return f"a mapping of {plural.get(args[0], type_name(args[0]))} to {type_name(args[1])}"
+    if origin is list:
+        return f"a list of {plural.get(args[0], type_name(args[0]))}"
+    if args and type(None) in args:  # X | None
+        return " or ".join(type_name(a) for a in args)
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _parents(key: str) -> list[str]:
@@ -306,8 +387,7 @@ def _checked(schema: type, data: dict, prefix: str, where, problems: list[str], 
             try:
                 OmegaConf.merge(OmegaConf.structured(schema), {key: value})
             except OmegaConfBaseException:
-                expected = getattr(hints[key], "__name__", str(hints[key]))
-                problems.append(f"{where(full)}: {full}: expected {expected}, got {value!r}")
+                problems.append(f"{where(full)}: {full}: expected {type_name(hints[key])}, got {value!r}")
                 dropped.add(full)
                 continue
             kept[key] = value

@@ -43,7 +43,7 @@ class JudgeConfig:
     pairs: str = option("Input JSONL: prompt|context, chosen/rejected or response_a/response_b, optional id.")
     output: str = option("Output JSONL, one line per pair; the resolved config is saved beside it.")
     both_orders: bool = option("Judge each pair as (A,B) and (B,A) and aggregate.", False)
-    seed: int = option("Seeds the slot of the chosen response in labelled pairs.", 0)
+    seed: int = option("Seeds the slot of the chosen response in labelled pairs.", 0, ge=0)
     resume: bool = option("Continue an interrupted run: skip pairs already in the output.", False)
     overwrite: bool = option("Replace an existing output file.", False)
     generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
@@ -56,6 +56,8 @@ class JudgeConfig:
 
     def check(self) -> list[Problem]:
         problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
+        if self.output and self.pairs and Path(self.output).resolve() == Path(self.pairs).resolve():
+            problems.append(("output", f"is the pairs file itself ({self.pairs}): an input is never overwritten"))
         return problems + output_problems(self)
 
 

@@ -15,10 +15,14 @@ instructions) is rendered with :func:`escape`:
   ``>`` become ``&lt;`` and ``&gt;``, e.g. ``<answer>`` -> ``&lt;answer&gt;``;
 - verdict markers ``[[A]]`` / ``[[B]]`` (any case, inner spaces): ``[ [A] ]``;
 - frame lines ``[The Start of ...]``, ``[The End of ...]``, ``[Client Question]``, ``[Reference Answer]``,
-  and their look-alikes (spaces inside the brackets, full-width ``［...］`` and other bracket forms):
-  the brackets become parentheses, ``(The End of Chatbot A's Response)``.
+  and their look-alikes (spaces inside the brackets, full-width ``［...］`` and other bracket forms, however
+  long the text inside): the brackets become parentheses, ``(The End of Chatbot A's Response)``;
+- in multi-turn pairs, a line of a message that starts like a turn of the rendering (``User:``,
+  ``Chatbot A:``, ``Chatbot B:``, ``System:``) so it cannot pass for a turn: ``(User):``.
 
-Text without these patterns is rendered unchanged, so ordinary pairs stay byte-compatible.
+Invisible characters (zero-width spaces and joiners, soft hyphens, direction marks) do not hide a frame
+or a turn: patterns are matched with them removed, and a match is rewritten without them. Text without
+these patterns is rendered unchanged, so ordinary pairs stay byte-compatible.
 """
 
 from __future__ import annotations
@@ -37,17 +41,37 @@ _MARKER = re.compile(r"\[\[\s*([ab])\s*\]\]", re.IGNORECASE)
 # Frame lines and their look-alikes: spaces inside the brackets, full-width and other bracket forms.
 _OPEN, _CLOSE = "[\\[\uff3b\u3010\u3014\u27e6\u301a]", "[\\]\uff3d\u3011\u3015\u27e7\u301b]"
 _FRAME = re.compile(
-    rf"{_OPEN}\s*((?:The\s+(?:Start|End)\s+of\s[^\n\]\uff3d\u3011\u3015\u27e7\u301b]{{0,200}}?)"
+    rf"{_OPEN}\s*((?:The\s+(?:Start|End)\s+of\s[^\n\]\uff3d\u3011\u3015\u27e7\u301b]*?)"
     rf"|Client\s+Question|Reference\s+Answer)\s*{_CLOSE}",
     re.IGNORECASE,
 )
+# A line that starts like a turn of the multi-turn rendering.
+_TURN = re.compile(r"^([ \t]*)(User|System|Chatbot\s*[AB])\s*:", re.IGNORECASE | re.MULTILINE)
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
 
 
 def escape(text: str) -> str:
     """Neutralise verdict tags, verdict markers and frame lines in user-supplied text (see module doc)."""
     text = _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}&gt;", text)
     text = _MARKER.sub(lambda m: f"[ [{m.group(1).upper()}] ]", text)
-    return _FRAME.sub(lambda m: f"({m.group(1)})", text)
+    return _rewrite(text, _FRAME, lambda m: f"({m.group(1)})")
+
+
+def _rewrite(text: str, pattern: re.Pattern, replace) -> str:
+    """``pattern.sub(replace, text)`` as if ``text`` had no invisible characters: matched on the text with
+    them removed, each match's span rewritten; the rest of the text is kept as it was."""
+    if not _INVISIBLE.search(text):
+        return pattern.sub(replace, text)
+    kept = [i for i, ch in enumerate(text) if not _INVISIBLE.match(ch)]
+    visible = "".join(text[i] for i in kept)
+    out, last = [], 0
+    for m in pattern.finditer(visible):
+        if m.end() == m.start():
+            continue
+        start, end = kept[m.start()], kept[m.end() - 1] + 1
+        out += [text[last:start], replace(m)]
+        last = end
+    return "".join([*out, text[last:]])
 
 
 def render(
@@ -86,7 +110,12 @@ def _conversation(context, response: str, slot: str) -> str:
     """One message per line: ``User: ...``, ``Chatbot A: ...`` (RM-R1's multi-turn rendering)."""
     names = {"user": "User", "assistant": f"Chatbot {slot}", "system": "System"}
     turns = [*context, {"role": "assistant", "content": response}]
-    return "\n".join(f"{names[t['role']]}: {escape(t['content'])}" for t in turns)
+    return "\n".join(f"{names[t['role']]}: {_escape_turns(escape(t['content']))}" for t in turns)
+
+
+def _escape_turns(text: str) -> str:
+    """A line of a message that starts like a turn (``User:``, ``Chatbot A:``) cannot pass for one: ``(User):``."""
+    return _rewrite(text, _TURN, lambda m: f"{m.group(1)}({m.group(2)}):")
 
 
 def system_text(pack: RubricPack) -> str | None:

@@ -47,9 +47,12 @@ log = logging.getLogger(__name__)
 
 def output_problems(cfg) -> list[Problem]:
     """The output rules a config breaks (reported by ``reasrm validate``, before anything runs)."""
+    problems = []
+    if isinstance(getattr(cfg, "output", None), str) and not cfg.output.strip():
+        problems.append(("output", "is empty: name the file or folder to write"))
     if getattr(cfg, "resume", False) and getattr(cfg, "overwrite", False):
-        return [("resume", "resume and overwrite exclude each other: set one of them")]
-    return []
+        problems.append(("resume", "resume and overwrite exclude each other: set one of them"))
+    return problems
 
 
 _LOCKS: dict[Path, object] = {}  # outputs this process holds (re-entrant: a stage, then its resume)
@@ -59,8 +62,12 @@ def lock_output(output: str | Path) -> None:
     """Hold an exclusive lock on ``output`` until this process ends (``fcntl.flock`` on a hidden
     ``.NAME.lock`` beside it, which outlives an overwrite of the output). Another process holding it:
     a clear error naming its PID."""
-    _check_parents(Path(output))
-    lock = Path(output).resolve()
+    _check_parents(output)
+    _os_errors_as_config_errors(lambda: _lock(Path(output)))
+
+
+def _lock(output: Path) -> None:
+    lock = output.resolve()
     lock = lock.parent / f".{lock.name}.lock"
     if lock in _LOCKS:
         return
@@ -83,10 +90,29 @@ def lock_output(output: str | Path) -> None:
     _LOCKS[lock] = handle
 
 
-def _check_parents(output: Path) -> None:
+def _check_parents(output: str | Path) -> None:
+    """Refuse a place no output can go: an empty name, a device or other special file, a path below a file,
+    a folder that cannot be written to."""
+    if not str(output).strip() or Path(output).name in ("", ".", ".."):
+        raise ReasrmConfigError(f"output {str(output)!r}: name a file or folder to write")
+    output = Path(output)
+    if output.exists() and not (output.is_file() or output.is_dir()):
+        raise ReasrmConfigError(f"{output}: cannot write there: it is not a regular file or folder (a device?)")
     file = next((p for p in output.absolute().parents if p.exists() and not p.is_dir()), None)
     if file is not None:
         raise ReasrmConfigError(f"{output}: cannot write there: {file} is a file, not a folder")
+    nearest = next(p for p in output.absolute().parents if p.exists())
+    if not os.access(nearest, os.W_OK) or nearest.resolve().parts[1:2] in (("proc",), ("sys",)):
+        raise ReasrmConfigError(f"{output}: cannot write there: {nearest} is not writable")
+
+
+def _os_errors_as_config_errors(step):
+    """``step()``, with an OSError (a read-only or full disk, a permission) as one clean line naming it."""
+    try:
+        return step()
+    except OSError as e:
+        where = e.filename or "the output"
+        raise ReasrmConfigError(f"{where}: cannot write there: {e.strerror or e}") from None
 
 
 def discard_output(output: str | Path, saved: Path) -> None:
@@ -141,9 +167,10 @@ def check_output(
     if not overwrite:
         hint = "continue it with resume=true (--resume) or " if result_keys else ""
         raise ReasrmConfigError(f"{output} holds a previous run: {hint}replace it with overwrite=true (--overwrite)")
-    if not is_file and not saved.is_file():
+    if not saved.is_file():  # an input, or anything else reasrm did not write, is never replaced
+        what = "is not empty and" if not is_file else "holds data that"
         raise ReasrmConfigError(
-            f"{output} is not empty and was not written by reasrm (it has no {saved.name}): choose another output"
+            f"{output} {what} was not written by reasrm (no {saved.name} beside it): choose another output"
         )
     return "replace"
 
@@ -160,7 +187,9 @@ def prepare_output(
     or removed (overwrite); the resolved config is saved to ``saved`` unless resuming. Returns the Path.
     Under a launcher the main process alone claims it (the lock is the run's, not a rank's); the others
     wait for it and raise its error if it refuses."""
-    return processes.on_main(lambda: _claim(Path(output), saved, cfg, result_keys, resume, overwrite))
+    return processes.on_main(
+        lambda: _os_errors_as_config_errors(lambda: _claim(Path(output), saved, cfg, result_keys, resume, overwrite))
+    )
 
 
 def _claim(output: Path, saved: Path, cfg, result_keys: tuple[str, ...], resume: bool, overwrite: bool) -> Path:
@@ -274,9 +303,9 @@ class Progress:
     """Progress of long work (calls done / total, rate): a tqdm bar on a terminal, a log line every
     :data:`LOG_EVERY` seconds and at the end otherwise; nothing under ``--quiet`` or on the other ranks."""
 
-    def __init__(self, total: int, desc: str, unit: str = "call"):
-        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
-        self._show = not _QUIET and processes.is_main() and total > 0
+    def __init__(self, total: int | None, desc: str, unit: str = "call"):
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0  # total None: not known ahead
+        self._show = not _QUIET and processes.is_main() and total != 0
         self._bar = None
         if self._show and sys.stderr.isatty():
             from tqdm.auto import tqdm
@@ -285,7 +314,7 @@ class Progress:
         self._started = self._logged = time.monotonic()
 
     def update(self, n: int = 1) -> None:
-        n = min(n, self.total - self.done)
+        n = n if self.total is None else min(n, self.total - self.done)
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
@@ -299,7 +328,8 @@ class Progress:
     def _line(self) -> None:
         self._logged = time.monotonic()
         rate = self.done / max(self._logged - self._started, 1e-9)
-        log.info("%s: %d/%d %ss (%.2f %s/s)", self.desc, self.done, self.total, self.unit, rate, self.unit)
+        of = "" if self.total is None else f"/{self.total}"
+        log.info("%s: %d%s %ss (%.2f %s/s)", self.desc, self.done, of, self.unit, rate, self.unit)
 
     def __enter__(self) -> Progress:
         return self

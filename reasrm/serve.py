@@ -17,6 +17,12 @@ A batch whose backend call fails is retried member by member, so only the culpri
 Concurrent requests are batched: a queue gathers requests for a few milliseconds and sends them to the
 backend as one ``generate`` call (one at a time, in a worker thread), so throughput under load beats one
 request at a time. A request that omits ``temperature`` gets the server's setting (greedy by default).
+
+Scheduling policy (``hf`` backend): ``/v1/judge`` and ``/v1/chat/completions`` run in two lanes, each with its
+own worker, so a long chat generation never delays a verdict; within a batch every request is answered as
+soon as its own rows are done, so one long request does not hold a batch of short ones for its length; a
+request whose client has disconnected leaves its batch at the next decode step (or before its batch starts);
+and ``max_tokens`` is capped at the server's ``--max-new-tokens``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from reasrm.backends import Generation, GenerationConfig
+from reasrm.backends.generation import MAX_SEED, MIN_TEMPERATURE
 from reasrm.errors import ReasrmError
 from reasrm.judge import Judge
 from reasrm.rubrics import available_packs
@@ -57,16 +64,22 @@ class Message(BaseModel):
     content: Text
 
 
+def _temperature(value: float | None) -> float | None:
+    if value is not None and 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}, got {value}")
+    return value
+
+
 class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)  # capped at the server's --max-new-tokens
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: Annotated[float | None, AfterValidator(_temperature)] = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=16)
     stop: Text | list[Text] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
 
 class JudgeRequest(BaseModel):
@@ -77,7 +90,7 @@ class JudgeRequest(BaseModel):
     rubric: Text | None = None  # a pack id of the server's (else the judge's forced or card pack, else its format)
     reference: Text | None = None  # a reference answer, shown by packs with `reference: use|require`
     both_orders: bool = False
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _one_conversation(self) -> JudgeRequest:
@@ -87,16 +100,21 @@ class JudgeRequest(BaseModel):
 
 
 class Batcher:
-    """Gathers generation requests for ``window`` seconds and runs each settings group as one backend call."""
+    """Gathers generation requests for ``window`` seconds and runs each settings group as one backend call.
+    A request is answered as soon as its own rows are done; a cancelled one (its client gone) is skipped,
+    or dropped from its running batch at the next decode step."""
 
     def __init__(self, backend, window: float = 0.005):
         self.backend, self.window = backend, window
         self.queue: asyncio.Queue = asyncio.Queue()
 
-    async def generate(self, conversations: list[list[dict]], settings: GenerationConfig) -> list[Generation]:
+    def submit(self, conversations: list[list[dict]], settings: GenerationConfig) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((conversations, settings, future))
-        return await future
+        self.queue.put_nowait((conversations, settings, future))
+        return future
+
+    async def generate(self, conversations: list[list[dict]], settings: GenerationConfig) -> list[Generation]:
+        return await self.submit(conversations, settings)
 
     async def run(self) -> None:
         while True:
@@ -109,7 +127,8 @@ class Batcher:
                     break
             groups: dict[tuple, list] = {}
             for item in items:
-                groups.setdefault(dataclasses.astuple(item[1]), []).append(item)
+                if not item[2].done():  # a cancelled request (its client gone) is not generated
+                    groups.setdefault(dataclasses.astuple(item[1]), []).append(item)
             for group in groups.values():
                 await self._run_group(group)
 
@@ -126,13 +145,69 @@ class Batcher:
                 await self._run_group([item])
 
     async def _run(self, group: list) -> None:
+        loop = asyncio.get_running_loop()
         conversations = [c for convs, _, _ in group for c in convs]
-        generations = await asyncio.to_thread(self.backend.generate, conversations, group[0][1])
-        start = 0
-        for convs, _, future in group:
+        owner = [k for k, (convs, _, _) in enumerate(group) for _ in convs]  # row -> its request
+        rows: list[list] = [[None] * len(convs) for convs, _, _ in group]
+        first = [sum(len(c) for c, _, _ in group[:k]) for k in range(len(group))]
+
+        def deliver(k: int) -> None:
+            if not group[k][2].done():
+                group[k][2].set_result(rows[k])
+
+        def on_reply(index: int, generation: Generation) -> None:  # in the worker thread, as rows finish
+            k = owner[index]
+            rows[k][index - first[k]] = generation
+            if all(g is not None for g in rows[k]):
+                loop.call_soon_threadsafe(deliver, k)
+
+        def keep(index: int) -> bool:
+            return not group[owner[index]][2].done()
+
+        generations = await asyncio.to_thread(
+            self.backend.generate, conversations, group[0][1], on_reply=on_reply, keep=keep
+        )
+        for k, (convs, _, future) in enumerate(group):  # backends that reply only at the end
             if not future.done():
-                future.set_result(generations[start : start + len(convs)])
-            start += len(convs)
+                future.set_result(generations[first[k] : first[k] + len(convs)])
+
+
+def _second_backend(backend):
+    """Another hf backend on the same weights (its own prefix cache; PyTorch runs two inference calls at once),
+    for the second lane; any other backend is shared."""
+    from reasrm.backends.hf import HFBackend
+
+    if type(backend) is HFBackend:
+        return HFBackend(backend.model, backend.tokenizer, prefix_cache=backend.prefix_cache)
+    return backend
+
+
+async def _answered(request: Request, future: asyncio.Future):
+    """The request's generations; if its client disconnects first, the request is cancelled, so it leaves
+    its batch (or never joins one), and nothing is sent back."""
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=0.25)
+        if done:
+            return future.result()
+        if await request.is_disconnected():
+            future.cancel()
+            raise HTTPException(status_code=499, detail="the client closed the connection")
+
+
+async def _body_problem(request: Request) -> str:
+    """Why a body that is not JSON FastAPI can read is unreadable, in words."""
+    import json
+
+    body = await request.body()
+    try:
+        json.loads(body)
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (byte {e.start})"
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError as e:  # JSONDecodeError, and integers longer than Python reads
+        return f"not valid JSON ({str(e).split(':')[0]})"
+    return "not valid JSON"
 
 
 def create_app(
@@ -146,15 +221,19 @@ def create_app(
     """``packs``: the rubric pack ids a request may name (default: those found by id when the server starts,
     ``./rubrics`` and the shipped ones). Over HTTP a rubric is an id from this list, never a path: a client
     must not make the server open a file it names."""
-    batcher = Batcher(judge.backend, window)
+    batcher = Batcher(judge.backend, window)  # /v1/judge's lane
+    chatter = Batcher(_second_backend(judge.backend), window)  # /v1/chat/completions' lane
+    if chatter.backend is judge.backend:  # a backend that cannot run twice at once: one lane for both
+        chatter = batcher
     served = {"chat": 0, "judge": 0}  # requests answered with 200, by endpoint (shown by /health)
     packs = sorted(available_packs() if packs is None else packs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(batcher.run())
+        tasks = [asyncio.create_task(b.run()) for b in {id(batcher): batcher, id(chatter): chatter}.values()]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
     # With a key, the interactive docs and schema are off (they would answer without one); /health stays
     # open for liveness probes, which carry no key (as vLLM's does).
@@ -175,29 +254,36 @@ def create_app(
         problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
         return JSONResponse({"detail": problems}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == "There was an error parsing the body":
+            return JSONResponse({"detail": f"body: {await _body_problem(request)}"}, status_code=422)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
     @app.exception_handler(Exception)
     async def _server_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": {"message": f"{type(error).__name__}: {error}"}}, status_code=500)
 
     @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": model_name, "served": served}
+    async def health() -> dict:  # open to anyone: names no file or path of the server's
+        return {"status": "ok", "served": served}
 
     @app.get("/v1/models", dependencies=[Depends(_authorised)])
     async def models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "reasrm"}]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(_authorised)])
-    async def chat(body: ChatRequest) -> dict:
+    async def chat(body: ChatRequest, request: Request) -> dict:
+        cap = judge.generation.max_new_tokens  # --max-new-tokens: the default, and the most a request gets
         settings = dataclasses.replace(
             judge.generation,
-            max_new_tokens=body.max_completion_tokens or body.max_tokens or judge.generation.max_new_tokens,
+            max_new_tokens=min(body.max_completion_tokens or body.max_tokens or cap, cap),
             temperature=judge.generation.temperature if body.temperature is None else body.temperature,
             top_p=judge.generation.top_p if body.top_p is None else body.top_p,
             seed=judge.generation.seed if body.seed is None else body.seed,
         )
         conversation = [m.model_dump() for m in body.messages]
-        generations = await batcher.generate([conversation] * body.n, settings)
+        generations = await _answered(request, chatter.submit([conversation] * body.n, settings))
         if generations[0].too_long:
             raise HTTPException(status_code=413, detail=_too_long(generations[0].prompt_tokens))
         stops = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
@@ -229,7 +315,7 @@ def create_app(
         }
 
     @app.post("/v1/judge", dependencies=[Depends(_authorised)])
-    async def judge_pair(body: JudgeRequest) -> dict:
+    async def judge_pair(body: JudgeRequest, request: Request) -> dict:
         if body.rubric is not None and body.rubric not in packs:
             raise HTTPException(
                 status_code=422,
@@ -249,7 +335,7 @@ def create_app(
             batch = judge.prepare([row], both_orders=body.both_orders, seed=body.seed)
         except ReasrmError as e:
             raise HTTPException(status_code=422, detail=str(e).removeprefix("pairs[0]: ")) from None
-        generations = await batcher.generate(batch.conversations, judge.generation)
+        generations = await _answered(request, batcher.submit(batch.conversations, judge.generation))
         if any(g.too_long for g in generations):
             raise HTTPException(status_code=413, detail=_too_long(max(g.prompt_tokens for g in generations)))
         (j,) = judge.finish(batch, generations)

@@ -231,10 +231,10 @@ def test_a_failing_batch_is_retried_member_by_member(tiny_model):
     from reasrm.serve import Batcher
 
     class Fragile(HFBackend):  # the real backend, failing on one marked conversation
-        def generate(self, conversations, settings):
+        def generate(self, conversations, settings, **hooks):
             if any("POISON" in m["content"] for c in conversations for m in c):
                 raise RuntimeError("the backend broke")
-            return super().generate(conversations, settings)
+            return super().generate(conversations, settings, **hooks)
 
     backend, settings = Fragile.load(str(tiny_model)), GenerationConfig(max_new_tokens=4)
     texts = ["one", "POISON", "two", "three"]

@@ -6,35 +6,30 @@ from dataclasses import dataclass
 
 from reasrm.config import Problem, option
 
+MAX_SEED = 2**63 - 1  # torch's generators take a 64-bit seed
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 10.0  # below, logits / temperature overflow: greedy is 0
+
 
 @dataclass
 class GenerationConfig:
     """How the judge generates. Greedy (temperature 0) by default, so verdicts are reproducible."""
 
-    max_new_tokens: int = option("Most tokens the judge may write per pair.", 512)
-    temperature: float = option("0 means greedy decoding; above 0 samples.", 0.0)
-    top_p: float = option("Nucleus sampling mass (used only when temperature > 0).", 1.0)
-    batch_size: int = option("Judge calls generated together (hf backend).", 16)
-    seed: int = option("Seed for sampling (temperature > 0).", 0)
+    max_new_tokens: int = option("Most tokens the judge may write per pair.", 512, ge=1)
+    temperature: float = option("0 means greedy decoding; above 0 samples.", 0.0, ge=0, le=MAX_TEMPERATURE)
+    top_p: float = option("Nucleus sampling mass (used only when temperature > 0).", 1.0, gt=0, le=1)
+    batch_size: int = option("Judge calls generated together (hf backend).", 16, ge=1)
+    seed: int = option("Seed for sampling (temperature > 0).", 0, ge=0, le=MAX_SEED)
     max_prompt_tokens: int | None = option(
         "Longer judge prompts are not generated: status too_long (null = the model's context minus "
         "max_new_tokens; hf backend).",
         None,
+        ge=1,
     )
 
     def check(self, prefix: str = "") -> list[Problem]:
-        problems = []
-        if self.max_new_tokens < 1:
-            problems.append((f"{prefix}max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"))
-        if self.temperature < 0:
-            problems.append((f"{prefix}temperature", f"must be >= 0 (0 = greedy), got {self.temperature}"))
-        if not 0 < self.top_p <= 1:
-            problems.append((f"{prefix}top_p", f"must be in (0, 1], got {self.top_p}"))
-        if self.batch_size < 1:
-            problems.append((f"{prefix}batch_size", f"must be >= 1, got {self.batch_size}"))
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            problems.append((f"{prefix}max_prompt_tokens", f"must be >= 1, got {self.max_prompt_tokens}"))
-        return problems
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            return [(f"{prefix}temperature", f"must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {self.temperature}")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -50,6 +45,7 @@ class Generation:
     completion_ids: tuple[int, ...] | None = None  # the generated tokens, end-of-turn included (hf backend)
 
 
-# Every backend's ``generate(conversations, settings, on_batch=None, on_reply=None)``: ``on_batch(n)`` after
-# each n finished calls (progress bars), ``on_reply(i, generation)`` as the reply to ``conversations[i]``
-# arrives (the reply cache stores it then).
+# Every backend's ``generate(conversations, settings, on_batch=None, on_reply=None, keep=None)``:
+# ``on_batch(n)`` after each n finished calls (progress bars), ``on_reply(i, generation)`` as the reply to
+# ``conversations[i]`` arrives (the reply cache stores it then), ``keep(i)``: whether ``conversations[i]`` is
+# still wanted (the hf backend drops a row that is not at its next decode step; the others finish it).

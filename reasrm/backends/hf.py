@@ -71,9 +71,13 @@ class HFBackend:
         on_batch: Callable[[int], None] | None = None,
         on_reply: Callable[[int, Generation], None] | None = None,
         n: int = 1,
+        keep: Callable[[int], bool] | None = None,
     ) -> list[Generation]:
         """One generation per conversation; with ``n`` > 1, ``n`` samples of each (``n`` adjacent results per
-        conversation, ``on_reply`` indexed by result), its prompt prefilled once and its KV cache shared."""
+        conversation), its prompt prefilled once and its KV cache shared. ``on_reply(index, generation)`` is
+        called as each result is done (a short row does not wait for its batch); ``keep(index)``, asked
+        before every decode step, drops a row that is no longer wanted (a server's client gone): its result
+        has ``error="cancelled"``."""
         if not conversations:
             return []
         ids = [self.prompt_ids(c) for c in conversations]
@@ -90,14 +94,17 @@ class HFBackend:
         per_batch = max(1, settings.batch_size // n)
         for start in range(0, len(order), per_batch):
             batch = order[start : start + per_batch]
-            generations = self._generate_batch([ids[i] for i in batch], prefix_len, settings, n)
-            for k, generation in enumerate(generations):
-                index = batch[k // n] * n + k % n
-                results[index] = generation
+            indices = [batch[k // n] * n + k % n for k in range(len(batch) * n)]
+
+            def done(k: int, generation: Generation, indices=indices) -> None:
+                results[indices[k]] = generation
                 if on_reply is not None:
-                    on_reply(index, generation)
+                    on_reply(indices[k], generation)
+
+            wanted = None if keep is None else lambda k, indices=indices: keep(indices[k])
+            self._generate_batch([ids[i] for i in batch], prefix_len, settings, n, done, wanted)
             if on_batch is not None:
-                on_batch(len(generations))
+                on_batch(len(indices))
         return results
 
     def _use_prefix(self, ids: list[list[int]]) -> int:
@@ -117,9 +124,11 @@ class HFBackend:
         self.model(input_ids=prefix, use_cache=True, **{self._cache_arg: self._cache})
         return target
 
-    def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int = 1):
+    def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int, done,
+                        keep=None) -> None:  # fmt: skip
         """Decode one batch, ``n`` samples per prompt (each prompt is prefilled once, then its KV cache is
-        repeated ``n`` times); a row that finishes leaves the batch (and the KV cache) at once."""
+        repeated ``n`` times); a row that finishes (or that ``keep`` no longer wants) leaves the batch and the
+        KV cache at once, and ``done(row, generation)`` gets it."""
         device = self.model.device
         width = max(len(x) for x in batch)
         rows, masks = [], []
@@ -137,6 +146,13 @@ class HFBackend:
         active = list(range(len(batch) * n))  # rows still generating (n per prompt), in cache order
         generated: list[list[int]] = [[] for _ in active]
         started = time.perf_counter()
+
+        def finish(row: int, error: str | None = None) -> None:
+            out = generated[row]
+            text = self.tokenizer.decode(out, skip_special_tokens=True)
+            seconds = (time.perf_counter() - started) / len(generated)  # its share of the batch's time so far
+            done(row, Generation(text, len(batch[row // n]), len(out), seconds, error=error, completion_ids=tuple(out)))
+
         for step in range(settings.max_new_tokens):
             logits = self.model(
                 input_ids=step_ids,
@@ -150,32 +166,25 @@ class HFBackend:
                 logits, mask = logits.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
                 cache.batch_repeat_interleave(n)
             tokens = pick(logits.float())
-            keep = []
+            going = []
             for k, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
                 generated[row].append(token)
-                if token not in eos and len(generated[row]) < settings.max_new_tokens:
-                    keep.append(k)
-            if not keep:
+                if token in eos or len(generated[row]) >= settings.max_new_tokens:
+                    finish(row)
+                elif keep is not None and not keep(row):
+                    finish(row, error="cancelled")
+                else:
+                    going.append(k)
+            if not going:
                 break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
+            if len(going) < len(active):
+                index = torch.tensor(going, device=device)
                 cache.batch_select_indices(index)
                 mask, tokens = mask[index], tokens[index]
-                active = [active[k] for k in keep]
+                active = [active[k] for k in going]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             step_ids = tokens[:, None]
             step_positions = mask.sum(-1, keepdim=True) - 1
-        seconds = (time.perf_counter() - started) / len(generated)
-        return [
-            Generation(
-                self.tokenizer.decode(out, skip_special_tokens=True),
-                len(batch[k // n]),
-                len(out),
-                seconds,
-                completion_ids=tuple(out),
-            )
-            for k, out in enumerate(generated)
-        ]
 
 
 class RoomyLayer(DynamicLayer):

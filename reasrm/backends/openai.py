@@ -51,6 +51,7 @@ class OpenAIBackend:
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
         on_reply: Callable[[int, Generation], None] | None = None,
+        keep: Callable[[int], bool] | None = None,  # a call in flight is not stopped here
     ) -> list[Generation]:
         return asyncio.run(self._generate_all(list(conversations), settings, on_batch, on_reply))
 

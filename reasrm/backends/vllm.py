@@ -35,8 +35,10 @@ class VLLMSettings:
         "default (0.9) for a judge or teacher, TRL's (0.3) for colocated "
         "rollouts, which leaves the rest to training.",
         None,
+        gt=0,
+        le=1,
     )
-    tensor_parallel_size: int = option("GPUs one engine spans (colocate: a divisor of the processes).", 1)
+    tensor_parallel_size: int = option("GPUs one engine spans (colocate: a divisor of the processes).", 1, ge=1)
 
     def check(self, prefix: str, server: bool = True) -> list[Problem]:
         """The settings' problems; ``server``: whether ``mode: server`` is allowed here."""
@@ -59,12 +61,6 @@ class VLLMSettings:
                     "--model MODEL` running on GPUs of its own, e.g. http://10.0.0.5:8000",
                 )
             )
-        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
-            problems.append(
-                (f"{prefix}gpu_memory_utilization", f"must be in (0, 1], got {self.gpu_memory_utilization}")
-            )
-        if self.tensor_parallel_size < 1:
-            problems.append((f"{prefix}tensor_parallel_size", f"must be >= 1, got {self.tensor_parallel_size}"))
         return problems
 
     def machine_problems(self, prefix: str, processes: int = 1) -> list[Problem]:
@@ -133,6 +129,7 @@ class VLLMBackend:
         settings: GenerationConfig,
         on_batch: Callable[[int], None] | None = None,
         on_reply: Callable[[int, Generation], None] | None = None,
+        keep: Callable[[int], bool] | None = None,  # a call in flight is not stopped here
     ) -> list[Generation]:
         from vllm import SamplingParams
 

@@ -19,8 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from reasrm.config import load_config
 from reasrm.data.converters import CONVERTERS, BadRow, map_columns
 from reasrm.data.pairs import DATA_SUFFIXES, Pair, RowError, assign_slots, content_id, iter_rows, pair_from_dict
@@ -29,7 +27,7 @@ from reasrm.data.synthetic import GENERATORS
 from reasrm.errors import ReasrmDataError
 from reasrm.resources import recipes_dir
 from reasrm.rubrics import pack_error
-from reasrm.runs import check_output, lock_output, prepare_output
+from reasrm.runs import Progress, check_output, lock_output, prepare_output
 
 # ---------------------------------------------------------------------------------------------------
 # Reading sources: (where, row) for each raw row; an unreadable row comes as a RowError
@@ -143,7 +141,8 @@ def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: 
     convert = CONVERTERS[source.converter or "pairs"]
     lengths = _length_filter(source)
     out: list[Pair] = []
-    for where, raw in tqdm(read_source(source), desc=f"reading {source.name}", unit="row", disable=None):
+    bar = Progress(source.n if source.generator else None, f"reading {source.name}", unit="row")
+    for where, raw in _counted(read_source(source), bar):
         if isinstance(raw, RowError):
             ledger.read[source.name] += 1
             ledger.error(source.name, where, raw.reason, raw.detail)
@@ -172,6 +171,9 @@ def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: 
                 row["rubric"] = source.rubric or cfg.rubrics.get(row["domain"])
             try:
                 pair = pair_from_dict(row, row_where, cfg.domains)
+                if not pair.labelled:
+                    raise RowError(row_where, "unlabelled", "field 'chosen': a recipe's pairs are labelled "
+                                   "(chosen/rejected); response_a/response_b rows are for `reasrm judge`")  # fmt: skip
                 if pair.rubric is not None and pack_error(pair.rubric):
                     raise RowError(row_where, "unknown_rubric", f"field 'rubric': {pack_error(pair.rubric)}")
             except RowError as e:
@@ -193,6 +195,14 @@ def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: 
             seen.add(key)
             out.append(pair)
     return out
+
+
+def _counted(items, bar):
+    """``items``, each counted on ``bar`` as it passes; the bar closed at the end."""
+    with bar:
+        for item in items:
+            yield item
+            bar.update(1)
 
 
 def _length_filter(source: SourceConfig):

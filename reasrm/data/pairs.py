@@ -204,7 +204,7 @@ def pair_from_dict(row: object, where: str, domains: Collection[str] | None = No
         )
 
     raw_id = row.get("id")
-    if raw_id is not None and not isinstance(raw_id, (str, int)):
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
         raise RowError(where, "wrong_type", f"field 'id': expected a string or integer, got {type(raw_id).__name__}")
     domain = text("domain", required=False)
     if domains is not None and domain is not None and domain not in domains:

@@ -19,6 +19,7 @@ from reasrm.data.synthetic import FAMILIES, GENERATORS
 from reasrm.rubrics import pack_error
 
 ON_ERROR = ("fail", "skip")
+MAX_PAIRS = 100_000_000  # a generator's n: more would take hours and more memory than a machine has
 
 
 @dataclass
@@ -29,8 +30,8 @@ class FilterConfig:
     drop_identical: bool = option("Drop rows whose chosen equals rejected (else errors, see on_error).", False)
     dedup: bool = option("Drop exact duplicates (same conversation and answers) across all sources.", True)
     tokenizer: str | None = option("Tokenizer for the length bounds (null = the embedded default's).", None)
-    min_tokens: int | None = option("Drop pairs whose shorter answer has fewer tokens.", None)
-    max_tokens: int | None = option("Drop pairs whose conversation plus longer answer has more tokens.", None)
+    min_tokens: int | None = option("Drop pairs whose shorter answer has fewer tokens.", None, ge=1)
+    max_tokens: int | None = option("Drop pairs whose conversation plus longer answer has more tokens.", None, ge=1)
     exclude: dict[str, list[str]] = option("Drop raw rows whose column holds one of these values.", factory=dict)
 
 
@@ -42,7 +43,7 @@ class SourceConfig:
     path: str | None = option("Local .jsonl/.json/.parquet file or folder of them, or a hub dataset id.", None)
     split: str = option("Split of a hub dataset.", "train")
     generator: str | None = option(f"Instead of a path: one of {', '.join(GENERATORS)}.", None)
-    n: int | None = option("Pairs a generator makes.", None)
+    n: int | None = option("Pairs a generator makes.", None, ge=1, le=MAX_PAIRS)
     families: dict[str, int] | None = option(
         f"Generator `verifiable`: family -> weight (its share of the pairs) among {', '.join(FAMILIES)}; "
         "null = each family once.",
@@ -53,9 +54,9 @@ class SourceConfig:
     columns: dict[str, str] = option("Pair field -> source column, applied before the converter.", factory=dict)
     domain: str | None = option("Domain of rows that give none.", None)
     rubric: str | None = option("Rubric pack id for rows that give none.", None)
-    count: int | None = option("Keep this many pairs (sampled with the recipe seed).", None)
-    fraction: float | None = option("Keep this fraction of pairs (sampled with the recipe seed).", None)
-    seed: int | None = option("Sampling seed of this source (null = the recipe seed).", None)
+    count: int | None = option("Keep this many pairs (sampled with the recipe seed).", None, ge=0)
+    fraction: float | None = option("Keep this fraction of pairs (sampled with the recipe seed).", None, gt=0, le=1)
+    seed: int | None = option("Sampling seed of this source (null = the recipe seed).", None, ge=0)
     filters: FilterConfig = option("Filters.", factory=FilterConfig)
 
     def check(self, prefix: str) -> list[Problem]:
@@ -82,10 +83,13 @@ class SourceConfig:
             )
         if self.count is not None and self.fraction is not None:
             problems.append((f"{prefix}count", "set one of 'count' or 'fraction', not both"))
-        if self.count is not None and self.count < 0:
-            problems.append((f"{prefix}count", f"must be >= 0, got {self.count}"))
-        if self.fraction is not None and not 0 < self.fraction <= 1:
-            problems.append((f"{prefix}fraction", f"must be in (0, 1], got {self.fraction}"))
+        if self.generator is not None and self.n is None:
+            problems.append((f"{prefix}n", f"required with a generator: the pairs it makes (1 to {MAX_PAIRS:,})"))
+        low, high = self.filters.min_tokens, self.filters.max_tokens
+        if low is not None and high is not None and low > high:
+            problems.append(
+                (f"{prefix}filters.min_tokens", f"is above max_tokens ({high}): every row would be dropped")
+            )
         if self.rubric is not None and pack_error(self.rubric):
             problems.append((f"{prefix}rubric", pack_error(self.rubric)))
         return problems
@@ -93,8 +97,8 @@ class SourceConfig:
 
 @dataclass
 class HeldoutConfig:
-    fraction: float = option("Share of prompts held out; split by a hash of the prompt, never by row.", 0.0)
-    seed: int = option("Seeds the prompt hash.", 0)
+    fraction: float = option("Share of prompts held out; split by a hash of the prompt, never by row.", 0.0, ge=0, lt=1)
+    seed: int = option("Seeds the prompt hash.", 0, ge=0)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class ContaminationConfig:
     against: list[AgainstConfig] = option(
         "Evaluation recipes whose prompts training prompts must not share.", factory=list
     )
-    ngram: int = option("Length in words of a shared n-gram that counts as a hit.", 13)
+    ngram: int = option("Length in words of a shared n-gram that counts as a hit.", 13, ge=1)
     drop: bool = option("Drop contaminated pairs (else they are only reported).", False)
 
 
@@ -126,6 +130,7 @@ class RecipeConfig:
         "Seeds per-source sampling, and the slot figures of report.json (stages assign slots "
         "with their own seed, by the same rule).",
         0,
+        ge=0,
     )
     on_error: str = option("fail: the first bad row stops the build; skip: drop it, count it, keep it aside.", "fail")
     domains: list[str] = option("Domains a row may name.", factory=lambda: list(DOMAINS))
@@ -155,8 +160,4 @@ class RecipeConfig:
                 problems.append((f"rubrics.{domain}", f"{domain!r} is not in 'domains' ({', '.join(self.domains)})"))
             if pack_error(pack):
                 problems.append((f"rubrics.{domain}", pack_error(pack)))
-        if not 0 <= self.heldout.fraction < 1:
-            problems.append(("heldout.fraction", f"must be in [0, 1), got {self.heldout.fraction}"))
-        if self.contamination.ngram < 1:
-            problems.append(("contamination.ngram", f"must be >= 1, got {self.contamination.ngram}"))
         return problems

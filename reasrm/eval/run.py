@@ -66,9 +66,9 @@ class EvalConfig:
     domain: str | None = option("Evaluate only pairs of this domain.", None)
     both_orders: bool = option("Judge each pair in both slot orders (reports the position-flip rate).", False)
     limit: int | None = option(
-        "Evaluate this many prompts (RM-Bench) / records (BoN) / pairs, drawn with the seed.", None
+        "Evaluate this many prompts (RM-Bench) / records (BoN) / pairs, drawn with the seed.", None, ge=1
     )
-    seed: int = option("Seeds the slot order and the --limit draw.", 0)
+    seed: int = option("Seeds the slot order and the --limit draw.", 0, ge=0)
     output: str = option("Output folder: samples.jsonl, scores.json, report.md, figures.")
     resume: bool = option("Continue from samples.jsonl without redoing finished calls.", False)
     overwrite: bool = option("Replace an existing evaluation in the output folder.", False)
@@ -92,8 +92,6 @@ class EvalConfig:
                     "or for `pairs` a folder written by `reasrm data build`",
                 )
             )
-        if self.limit is not None and self.limit < 1:
-            problems.append(("limit", f"must be >= 1, got {self.limit}"))
         return problems + output_problems(self)
 
 

@@ -24,21 +24,15 @@ log = logging.getLogger(__name__)
 class LoraSettings:
     """LoRA / QLoRA through peft: train low-rank adapters instead of every weight (r: 0 = off)."""
 
-    r: int = option("Adapter rank; 0 trains every weight (full fine-tuning).", 0)
-    alpha: int = option("LoRA alpha (the update is scaled by alpha / r).", 16)
-    dropout: float = option("Dropout on the adapter's input.", 0.05)
+    r: int = option("Adapter rank; 0 trains every weight (full fine-tuning).", 0, ge=0)
+    alpha: int = option("LoRA alpha (the update is scaled by alpha / r).", 16, ge=1)
+    dropout: float = option("Dropout on the adapter's input.", 0.05, ge=0, lt=1)
     target_modules: str = option("Modules given adapters: all-linear, or names, e.g. q_proj,v_proj.", "all-linear")
     merge: bool = option("final/ holds merged weights (true) or the adapter alone, loadable the same way.", True)
     quantization: str | None = option("QLoRA: 4bit or 8bit base weights (bitsandbytes, a CUDA GPU); null = none.", None)
 
     def check(self, prefix: str = "lora.") -> list[Problem]:
         problems = []
-        if self.r < 0:
-            problems.append((f"{prefix}r", f"must be >= 0 (0 = full fine-tuning), got {self.r}"))
-        if self.alpha < 1:
-            problems.append((f"{prefix}alpha", f"must be >= 1, got {self.alpha}"))
-        if not 0 <= self.dropout < 1:
-            problems.append((f"{prefix}dropout", f"must be in [0, 1), got {self.dropout}"))
         if self.quantization not in (None, "4bit", "8bit"):
             problems.append((f"{prefix}quantization", f"must be 4bit, 8bit or null, got {self.quantization!r}"))
         elif self.quantization and not self.r:

@@ -60,7 +60,7 @@ class DistillConfig:
     model: str | None = option("The student: hub id or local HF folder; null = the embedded default.", None)
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
-    limit: int | None = option("Use at most this many training pairs (null: all).", 96)
+    limit: int | None = option("Use at most this many training pairs (null: all).", 96, ge=1)
     prompt_format: str = option(
         "Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).", "compact"
     )
@@ -69,13 +69,13 @@ class DistillConfig:
     output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")
     resume: bool = option("Continue a previous run: keep its chains, resume from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
-    seed: int = option("Seeds the slot assignment and training.", 0)
-    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1)
-    num_train_epochs: float = option("Epochs over the kept chains (RM-R1: 1).", 1.0)
-    learning_rate: float = option("Learning rate (RM-R1 used 5e-6 for 7B+ students).", 1e-4)
-    per_device_train_batch_size: int = option("Examples per device per step.", 8)
-    gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1)
-    max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048)
+    seed: int = option("Seeds the slot assignment and training.", 0, ge=0)
+    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", -1, ge=1, also=(-1,))
+    num_train_epochs: float = option("Epochs over the kept chains (RM-R1: 1).", 1.0, gt=0)
+    learning_rate: float = option("Learning rate (RM-R1 used 5e-6 for 7B+ students).", 1e-4, gt=0)
+    per_device_train_batch_size: int = option("Examples per device per step.", 8, ge=1)
+    gradient_accumulation_steps: int = option("Steps accumulated per optimizer step.", 1, ge=1)
+    max_length: int = option("Longest example in tokens (prompt + chain); longer ones are truncated.", 2048, ge=16)
     gradient_checkpointing: bool = option("Trade compute for memory (large students on GPUs).", False)
     packing: bool = option("Padding-free packed batches (TRL's bfd packing; needs flash-attn on a GPU).", False)
     shared_prefix: bool = option(
@@ -84,12 +84,13 @@ class DistillConfig:
         True,
     )
     lora: LoraSettings = option("LoRA / QLoRA adapters through peft (r: 0 = train every weight).", factory=LoraSettings)
-    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
-    validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100)
-    validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128)
+    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50, ge=1)
+    validation_pairs: int = option("Held-out pairs judged in both orders before and after (0 = none).", 100, ge=0)
+    validation_max_new_tokens: int = option("Room the judge gets per validation call.", 128, ge=1)
     launch_processes: int | None = option(
         "The process count (GPUs) the batch sizes were set for; a launch with another count is refused (null: any).",
         None,
+        ge=1,
     )
 
     @property
@@ -106,19 +107,6 @@ class DistillConfig:
         problems = self.teacher.check() + self.lora.check()
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
-        if self.limit is not None and self.limit < 1:
-            problems.append(("limit", f"must be >= 1, got {self.limit}"))
-        if self.validation_pairs < 0:
-            problems.append(("validation_pairs", f"must be >= 0, got {self.validation_pairs}"))
-        for key in (
-            "per_device_train_batch_size",
-            "gradient_accumulation_steps",
-            "max_length",
-            "save_steps",
-            "validation_max_new_tokens",
-        ):
-            if getattr(self, key) < 1:
-                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
         return problems + output_problems(self)
 
 

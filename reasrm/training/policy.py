@@ -63,31 +63,27 @@ class PolicyConfig:
         "How the judge generates.", factory=lambda: GenerationConfig(max_new_tokens=128)
     )
     reward: str = option(f"One of {', '.join(REWARDS)}.", "round_robin")
-    opponents: int | None = option("round_robin: opponents per completion (null = all of its group).", None)
+    opponents: int | None = option("round_robin: opponents per completion (null = all of its group).", None, ge=1)
     recipe: str = option("Data recipe giving the prompts (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=lambda: {"n": 64})
     output: str = option("Output folder: the trained policy and the resolved config.", "runs/policy")
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
-    num_generations: int = option("Completions per prompt (GRPO's group).", 4)
-    per_device_train_batch_size: int = option("Completions per step: a multiple of num_generations.", 4)
-    max_completion_length: int = option("Most tokens per completion.", 48)
-    max_steps: int = option("Optimizer steps.", 4)
-    learning_rate: float = option("Learning rate.", 1e-6)
-    beta: float = option("KL coefficient (0 = no reference model, as TRL's default).", 0.0)
-    seed: int = option("Seed.", 0)
-    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
+    num_generations: int = option("Completions per prompt (GRPO's group).", 4, ge=2)
+    per_device_train_batch_size: int = option("Completions per step: a multiple of num_generations.", 4, ge=1)
+    max_completion_length: int = option("Most tokens per completion.", 48, ge=1)
+    max_steps: int = option("Optimizer steps.", 4, ge=1, also=(-1,))
+    learning_rate: float = option("Learning rate.", 1e-6, gt=0)
+    beta: float = option("KL coefficient (0 = no reference model, as TRL's default).", 0.0, ge=0)
+    seed: int = option("Seed.", 0, ge=0)
+    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50, ge=1)
 
     def check(self) -> list[Problem]:
         problems = self.judge_generation.check("judge_generation.")
         problems += check_backend(self.judge_backend, self.judge_base_url, "judge_")
         if self.reward not in REWARDS:
             problems.append(("reward", f"must be one of {', '.join(REWARDS)}, got {self.reward!r}"))
-        if self.num_generations < 2:
-            problems.append(
-                ("num_generations", f"must be >= 2 (the judge compares completions), got {self.num_generations}")
-            )
-        elif self.per_device_train_batch_size % self.num_generations:
+        if self.num_generations >= 2 and self.per_device_train_batch_size % self.num_generations:
             problems.append(
                 (
                     "per_device_train_batch_size",

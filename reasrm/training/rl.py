@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm import processes
+from reasrm.backends.generation import MAX_TEMPERATURE, MIN_TEMPERATURE
 from reasrm.backends.vllm import VLLMSettings
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
@@ -102,7 +104,7 @@ class RLConfig:
     )
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
-    limit: int | None = option("Use at most this many training pairs (null: all).", 256)
+    limit: int | None = option("Use at most this many training pairs (null: all).", 256, ge=1)
     prompt_format: str | None = option("Prompt format for pairs without a pack; null = the model's judge card.", None)
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's, else the card's.", None)
     both_orders: bool = option("Every pair in both slot orders, as adjacent prompts of one generation batch.", True)
@@ -115,32 +117,35 @@ class RLConfig:
     output: str = option("Output folder: checkpoints, validation.jsonl, curves.png, final/ (the judge).", "runs/rl")
     resume: bool = option("Continue a previous run from its last checkpoint.", False)
     overwrite: bool = option("Replace a previous run in the output folder.", False)
-    seed: int = option("Seeds the slot assignment, the pair order and training.", 0)
-    num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 8)
+    seed: int = option("Seeds the slot assignment, the pair order and training.", 0, ge=0)
+    num_generations: int = option("Completions per prompt (GRPO's group; RM-R1: 7).", 8, ge=2)
     per_device_train_batch_size: int = option(
         "Completions per loss pass; times gradient_accumulation_steps, the completions generated per step: a "
         "multiple of num_generations (of 2 x num_generations with both_orders).",
         32,
+        ge=1,
     )
     gradient_accumulation_steps: int = option(
-        "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 2
+        "Loss passes per optimizer step (TRL's): the step's completions split into this many, for less memory.", 2, ge=1
     )
     updates_per_generation: int = option(
         "Optimizer steps taken on each generation batch, one after another on its parts (verl's rollout batch / "
         "PPO mini-batch; RM-R1: 1024 / 128 prompts = 8). TRL's steps_per_generation is this x "
         "gradient_accumulation_steps.",
         1,
+        ge=1,
     )
-    max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128)
-    temperature: float = option("Sampling temperature of the rollouts.", 1.0)
-    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", 16)
-    num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0)
-    learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 2e-5)
+    max_completion_length: int = option("Most tokens per completion (RM-R1: 8192).", 128, ge=1)
+    temperature: float = option("Sampling temperature of the rollouts.", 1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    max_steps: int = option("Optimizer steps (-1: num_train_epochs).", 16, ge=1, also=(-1,))
+    num_train_epochs: float = option("Epochs over the pairs (RM-R1: 1).", 1.0, gt=0)
+    learning_rate: float = option("Learning rate (RM-R1: 1e-6 for 7B+ judges).", 2e-5, gt=0)
     warmup_steps: float = option(
         "Steps of linear lr warmup from 0 (a float in [0, 1): a share of max_steps, rounded up). The first step "
         "runs at lr 0 and only fills Adam's moments: Adam's first update moves every weight by the full lr whatever "
         "the gradient's size, on the few pairs of one step (docs/findings.md).",
         0.25,
+        ge=0,
     )
     lr_scheduler_type: str = option(
         f"After warmup: one of {', '.join(LR_SCHEDULERS)} (transformers' schedules; linear decays to 0 by the "
@@ -151,6 +156,7 @@ class RLConfig:
         "KL coefficient to the starting judge (RM-R1: 0.001; 0 loads no reference model, one "
         "forward pass less per step, but nothing holds the slot balance).",
         0.1,
+        ge=0,
     )
     loss_type: str = option(f"TRL's GRPO loss: one of {', '.join(LOSS_TYPES)} (RM-R1: grpo).", "dapo")
     scale_rewards: str = option(
@@ -160,14 +166,14 @@ class RLConfig:
         "group",
     )
     preflight: bool = option("Refuse settings that cannot teach (no valid verdict, chains clipped).", True)
-    preflight_pairs: int = option("Training pairs the preflight check samples.", 8)
+    preflight_pairs: int = option("Training pairs the preflight check samples.", 8, ge=1)
     filter_pass_rate: list[float] | None = option(
         "Difficulty filter: keep pairs whose sampled pass rate lies in [low, high], e.g. [0.1, 0.9]; null = off.",
         None,
     )
-    filter_samples: int = option("Difficulty filter: samples per pair and order.", 4)
-    validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100)
-    eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 5)
+    filter_samples: int = option("Difficulty filter: samples per pair and order.", 4, ge=1)
+    validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100, ge=0)
+    eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 5, ge=0)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
     rollouts: str = option(
         "Who generates the rollouts: trl (TRL's own generate, on the training weights) or vllm "
@@ -183,10 +189,11 @@ class RLConfig:
         "(TRL's log-probs and gradients, fewer FLOPs; reasrm.training.shared_prefix).",
         True,
     )
-    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50)
+    save_steps: int = option("Save a resumable checkpoint every this many steps.", 50, ge=1)
     launch_processes: int | None = option(
         "The process count (GPUs) the batch sizes were set for; a launch with another count is refused (null: any).",
         None,
+        ge=1,
     )
 
     @property
@@ -210,9 +217,7 @@ class RLConfig:
     def check(self) -> list[Problem]:
         problems = []
         group = self.num_generations * (2 if self.both_orders else 1)
-        if self.num_generations < 2:
-            problems.append(("num_generations", f"must be >= 2 (GRPO compares a group), got {self.num_generations}"))
-        elif self.completions_per_step % group:
+        if self.num_generations >= 2 and self.completions_per_step % group:
             what = "2 x num_generations: both orders of a pair" if self.both_orders else "num_generations"
             problems.append(
                 (
@@ -223,17 +228,6 @@ class RLConfig:
             )
         if self.rubric is not None and pack_error(self.rubric):
             problems.append(("rubric", pack_error(self.rubric)))
-        for key in ("limit",):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "updates_per_generation"):
-            if getattr(self, key) < 1:
-                problems.append((key, f"must be >= 1, got {getattr(self, key)}"))
-        for key in ("validation_pairs", "eval_steps", "preflight_pairs"):
-            if getattr(self, key) < 0:
-                problems.append((key, f"must be >= 0, got {getattr(self, key)}"))
-        if self.filter_samples < 1:
-            problems.append(("filter_samples", f"must be >= 1, got {self.filter_samples}"))
         band = self.filter_pass_rate
         if band is not None and not (len(band) == 2 and 0 <= band[0] <= band[1] <= 1):
             problems.append(("filter_pass_rate", f"must be [low, high] with 0 <= low <= high <= 1, got {band}"))
@@ -243,7 +237,7 @@ class RLConfig:
             problems += self.vllm.check("vllm.")
         if self.loss_type not in LOSS_TYPES:
             problems.append(("loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"))
-        if not (0 <= self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps) > 0):
+        if math.isfinite(self.warmup_steps) and self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps):
             problems.append(
                 ("warmup_steps", f"must be a whole number of steps or a share in [0, 1), got {self.warmup_steps}")
             )

@@ -121,9 +121,9 @@ class TeacherConfig:
     )
     base_url: str | None = option("openai backend: the server, e.g. http://127.0.0.1:8000/v1.", None)
     hint_pass: bool = option("Pass 2: re-ask failed pairs with their failed chain and the verdict (RM-R1).", True)
-    samples: int = option("Chains drawn per pair per pass (rejection sampling; > 1 needs temperature > 0).", 1)
-    keep: int = option("Verified chains kept per pair (at most samples).", 1)
-    concurrency: int = option("openai backend: requests in flight.", 8)
+    samples: int = option("Chains drawn per pair per pass (rejection sampling; > 1 needs temperature > 0).", 1, ge=1)
+    keep: int = option("Verified chains kept per pair (at most samples).", 1, ge=1)
+    concurrency: int = option("openai backend: requests in flight.", 8, ge=1)
     cache: str | None = option(
         "Reply cache (sqlite) shared by reruns; null = teacher_cache.sqlite in the output.", None
     )
@@ -142,9 +142,7 @@ class TeacherConfig:
         problems += check_backend(self.backend, self.base_url, prefix, TEACHER_BACKENDS, self.vllm)
         if self.backend == "openai" and not self.model:
             problems.append((f"{prefix}model", "required with the openai backend: the served model's name"))
-        if self.samples < 1:
-            problems.append((f"{prefix}samples", f"must be >= 1, got {self.samples}"))
-        elif self.samples > 1 and self.generation.temperature == 0:
+        if self.samples > 1 and self.generation.temperature == 0:
             problems.append(
                 (
                     f"{prefix}samples",
@@ -152,10 +150,8 @@ class TeacherConfig:
                     "(greedy decoding draws the same chain every time)",
                 )
             )
-        if not 1 <= self.keep <= max(self.samples, 1):
-            problems.append((f"{prefix}keep", f"must be between 1 and samples ({self.samples}), got {self.keep}"))
-        if self.concurrency < 1:
-            problems.append((f"{prefix}concurrency", f"must be >= 1, got {self.concurrency}"))
+        if self.keep > self.samples >= 1:
+            problems.append((f"{prefix}keep", f"must be at most samples ({self.samples}), got {self.keep}"))
         return problems
 
 

@@ -39,6 +39,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reasrm.backends import Generation, GenerationConfig
 from reasrm.backends.generation import MAX_SEED, MIN_TEMPERATURE
@@ -254,8 +255,8 @@ def create_app(
         problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
         return JSONResponse({"detail": problems}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400 and error.detail == "There was an error parsing the body":
             return JSONResponse({"detail": f"body: {await _body_problem(request)}"}, status_code=422)
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

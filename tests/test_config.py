@@ -43,10 +43,10 @@ def test_all_problems_are_reported_at_once_with_lines(tmp_path):
     )
     assert problems == [
         f"{tmp_path}/c.yaml:2: modle: unknown key; did you mean 'model'?",
-        f"{tmp_path}/c.yaml:4: generation.batch_size: expected int, got 'many'",
+        f"{tmp_path}/c.yaml:4: generation.batch_size: expected an integer, got 'many'",
         f"{tmp_path}/c.yaml:5: generation.max_new_token: unknown key; did you mean 'generation.max_new_tokens'?",
-        f"{tmp_path}/c.yaml:6: both_orders: expected bool, got 'maybe'",
-        "override 'generation.top_p=high': generation.top_p: expected float, got 'high'",
+        f"{tmp_path}/c.yaml:6: both_orders: expected true or false, got 'maybe'",
+        "override 'generation.top_p=high': generation.top_p: expected a number, got 'high'",
         f"{tmp_path}/c.yaml: pairs: missing: set it in the file or pass pairs=...",
         f"{tmp_path}/c.yaml: output: missing: set it in the file or pass output=...",
     ]
@@ -67,8 +67,8 @@ def test_cross_field_rules_name_line_key_value_and_fix(tmp_path):
     where = f"{tmp_path}/c.yaml"
     assert sorted(problems) == sorted(
         [
-            f"{where}:8: generation.temperature: must be >= 0 (0 = greedy), got -1.0",
-            f"{where}:9: generation.top_p: must be in (0, 1], got 0.0",
+            f"{where}:8: generation.temperature: must be >= 0 and <= 10, got -1.0",
+            f"{where}:9: generation.top_p: must be > 0 and <= 1, got 0.0",
             "override 'generation.batch_size=0': generation.batch_size: must be >= 1, got 0",
             f"{where}:4: backend: must be one of hf, vllm, openai, got 'tgi'",
             f"{where}:5: resume: resume and overwrite exclude each other: set one of them",

@@ -80,7 +80,11 @@ FSDP = {"WORLD_SIZE": "2", "ACCELERATE_USE_FSDP": "true"}
     [
         ({}, [*CPU_RL, "rollouts=vllm", "vllm.mode=server"], "vllm.server_url: required with mode=server"),
         ({}, [*CPU_RL, "rollouts=vllm"], "vllm: vLLM needs CUDA GPUs and this machine has none"),
-        ({}, [*CPU_RL, "rollouts=vllm", "vllm.gpu_memory_utilization=1.5"], "utilization: must be in (0, 1]"),
+        (
+            {},
+            [*CPU_RL, "rollouts=vllm", "vllm.gpu_memory_utilization=1.5"],
+            "utilization: must be > 0 and <= 1, got 1.5",
+        ),
         ({}, [*CPU_RL, "rollouts=hf"], "rollouts: must be one of trl, vllm, got 'hf'"),
         ({}, [*CPU_RL, "launch_processes=8"], "this config's batch is set for 8 processes, but this launch has 1"),
         (LAUNCH, [*CPU_RL, "launch_processes=8"], "but this launch has 2: launch 8"),

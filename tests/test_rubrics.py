@@ -236,9 +236,9 @@ class Recording:
     def __init__(self, backend):
         self.backend, self.seen = backend, []
 
-    def generate(self, conversations, settings, on_batch=None):
+    def generate(self, conversations, settings, **hooks):
         self.seen.extend(conversations)
-        return self.backend.generate(conversations, settings, on_batch=on_batch)
+        return self.backend.generate(conversations, settings, **hooks)
 
 
 @pytest.mark.parametrize("row", [SUPPORT, MATH], ids=["support-pack", "reasoning-pack"])

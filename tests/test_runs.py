@@ -39,7 +39,7 @@ def test_only_what_reasrm_wrote_is_ever_removed(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    with pytest.raises(ReasrmConfigError, match=r"not empty and was not written by reasrm \(it has no stage.yaml\)"):
+    with pytest.raises(ReasrmConfigError, match=r"not empty and was not written by reasrm \(no stage.yaml beside it\)"):
         prepare_output(mine, mine / "stage.yaml", Cfg(str(mine)), overwrite=True)
     with pytest.raises(ReasrmConfigError, match=r"cannot resume .*stage.yaml is missing"):
         prepare_output(mine, mine / "stage.yaml", Cfg(str(mine)), ("seed",), resume=True)

@@ -141,6 +141,70 @@ def test_malformed_bodies_get_422_naming_the_field(server, body, field):
     assert reply.status_code == 422 and field in reply.text
 
 
+CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status", "expected"),
+    [
+        ("chat", {**CHAT, "seed": 1180591620717411303424}, 422, "seed"),
+        ("chat", {**CHAT, "seed": -1}, 422, "seed"),
+        ("chat", {**CHAT, "temperature": 1e-300}, 422, "must be 0 (greedy) or at least 0.001"),
+        ("judge", {"prompt": "q", "response_a": "a", "response_b": "b", "seed": 2**64}, 422, "seed"),
+        ("chat", b'{"messages": [{"role": "user", "content": "\xff"}]}'.replace(b"\\xff", b"\xff"), 422,
+         "not valid UTF-8"),
+        ("chat", b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 422, "body:"),
+        ("chat", b'{"messages": [], "max_tokens": ' + b"9" * 5000 + b"}", 422, "body: not valid JSON"),
+    ],
+)  # fmt: skip
+def test_hostile_bodies_get_a_4xx_naming_the_problem(server, route, body, status, expected):
+    """One row per hostile body: the reply is a client error naming the problem, never a 500, and the server
+    keeps serving."""
+    server, _ = server
+    path = {"chat": "/v1/chat/completions", "judge": "/v1/judge"}[route]
+    if isinstance(body, bytes):
+        reply = httpx.post(f"{server}{path}", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    else:
+        reply = httpx.post(f"{server}{path}", json=body, headers=AUTH)
+    assert reply.status_code == status and expected in reply.text, reply.text[:500]
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_max_tokens_is_capped_by_the_server(server):
+    """The server runs with --max-new-tokens 6: a request for a billion tokens gets at most 6, not a 413."""
+    server, _ = server
+    reply = httpx.post(f"{server}/v1/chat/completions", json={**CHAT, "max_tokens": 1_000_000_000}, headers=AUTH)
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] <= 6
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--max-new-tokens", "0"], "--max-new-tokens: must be >= 1, got 0"),
+        (["--max-prompt-tokens", "-5"], "--max-prompt-tokens: must be >= 1, got -5"),
+        (["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+        (["--port", "99999"], "--port: must be between 1 and 65535, got 99999"),
+        (["--api-key-file", "/nonexistent/key"], "--api-key-file: cannot read a key from /nonexistent/key"),
+    ],
+)
+def test_serve_refuses_settings_it_cannot_serve_with_in_one_line(flags, expected):
+    result = subprocess.run([sys.executable, "-m", "reasrm.cli", "serve", *flags], capture_output=True, text=True)
+    assert result.returncode == 2 and expected in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_api_key_can_come_from_a_file(tiny_model, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("from-a-file\n")
+    process, url = _start(tiny_model, "--api-key-file", str(key))  # the file's key wins over --api-key
+    try:
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer from-a-file"}).status_code == 200
+        assert httpx.get(f"{url}/v1/models", headers=AUTH).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_bad_chat_request_and_rubric_get_422(server):
     server, _ = server
     reply = httpx.post(f"{server}/v1/chat/completions", json={"messages": [], "max_tokens": 3}, headers=AUTH)
@@ -175,8 +239,10 @@ def test_a_rubric_over_http_is_a_pack_id_never_a_path(server, tmp_path):
 
 def test_health_is_open_and_docs_are_off_under_a_key(server):
     server, name = server
-    health = httpx.get(f"{server}/health").json()  # liveness probes carry no key
-    assert health["status"] == "ok" and health["model"] == name and set(health["served"]) == {"chat", "judge"}
+    reply = httpx.get(f"{server}/health")  # liveness probes carry no key
+    health = reply.json()
+    assert health["status"] == "ok" and set(health["served"]) == {"chat", "judge"}
+    assert name not in reply.text  # the model's path on the server is nobody's business without a key
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert httpx.get(f"{server}{path}").status_code == 404, path
 
@@ -467,3 +533,54 @@ def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_request_whose_client_is_gone_leaves_its_batch_and_the_rest_go_on(tiny_model):
+    """The real hf backend, a batch of two long requests: one is cancelled (its client disconnected) after its
+    first tokens; it leaves the batch at the next decode step while the other runs to its length."""
+    import asyncio
+
+    from reasrm.backends import GenerationConfig
+    from reasrm.backends.hf import HFBackend
+    from reasrm.serve import Batcher
+
+    backend, settings = HFBackend.load(str(tiny_model)), GenerationConfig(max_new_tokens=300)
+    returned = []
+
+    class Watched(HFBackend):
+        def generate(self, conversations, settings, **hooks):
+            returned.append(super().generate(conversations, settings, **hooks))
+            return returned[-1]
+
+    watched = Watched(backend.model, backend.tokenizer)
+    seen = []
+
+    async def main():
+        batcher = Batcher(watched, window=0.2)
+        task = asyncio.create_task(batcher.run())
+        gone = batcher.submit([[{"role": "user", "content": "first"}]], settings)
+        stays = batcher.submit([[{"role": "user", "content": "second"}]], settings)
+        await asyncio.sleep(0.5)  # inside the 300-token batch by now
+        gone.cancel()
+        seen.append(await stays)
+        task.cancel()
+
+    asyncio.run(main())
+    (generations,) = returned
+    cancelled = [g for g in generations if g.error == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0].completion_tokens < 300
+    assert seen[0][0].error is None
+
+
+def test_judging_and_chat_run_in_lanes_of_their_own(tiny_model):
+    """A long chat generation must not delay a verdict: with the hf backend each route has its own worker and
+    its own backend on the same weights."""
+    from reasrm import Judge
+    from reasrm.backends.openai import OpenAIBackend
+    from reasrm.serve import _second_backend
+
+    judge = Judge.from_pretrained(str(tiny_model), prompt_format="compact")
+    other = _second_backend(judge.backend)
+    assert other is not judge.backend and other.model is judge.backend.model  # same weights, its own prefix cache
+    remote = OpenAIBackend.load("judge", base_url="http://127.0.0.1:9/v1", api_key="x")
+    assert _second_backend(remote) is remote  # a backend that cannot run twice at once: one lane

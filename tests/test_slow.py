@@ -282,3 +282,45 @@ def test_learning_bench_validates_the_whole_mix_and_reuses_finished_runs(tiny_mo
     # Each checkpoint's whole-mix validation is kept next to it and reused, not judged again.
     assert f"start: reusing {tmp_path / 'mix_validation.json'}" in again.stderr
     assert f"ours: reusing {out / 'ours' / 'mix_validation.json'}" in again.stderr
+
+
+def test_distill_killed_while_a_checkpoint_is_written_resumes_from_the_last_complete_one(tmp_path):
+    """SIGKILL `reasrm distill` (the embedded default: its checkpoint takes seconds to write) the moment its
+    first checkpoint folder appears, before the trainer's state file that completes it: `resume=true` skips
+    the cut-off folder, says so, and trains to the same final step."""
+    import signal
+
+    out = tmp_path / "distill"
+    args = [sys.executable, "-m", "reasrm.cli", "distill", "stages/distill.yaml", "limit=4", "max_steps=2",
+            "per_device_train_batch_size=2", "save_steps=1", "validation_pairs=0", f"output={out}"]  # fmt: skip
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "checkpoint-1"
+    while process.poll() is None and not first.exists():
+        pass  # polled, not slept: the folder is written for a few seconds
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists() and not (first / "trainer_state.json").exists(), "killed outside the save"
+    result = subprocess.run([*args, "resume=true"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checkpoint-1 was cut off while it was saved" in result.stderr
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and (out / "final" / "reasrm_judge.json").is_file()
+
+
+def test_rl_resumes_past_a_validation_line_cut_off_mid_write(tiny_model, tmp_path):
+    """A run killed while appending to validation.jsonl leaves half a line: `resume=true` drops it (saying so)
+    and validates that step again."""
+    out = tmp_path / "rl"
+    args = [sys.executable, "-m", "reasrm.cli", "rl", "stages/rl.yaml", f"model={tiny_model}", "recipe_params={n: 60}",
+            "limit=8", "max_steps=4", "num_generations=2", "per_device_train_batch_size=4",
+            "gradient_accumulation_steps=1", "max_completion_length=8", "preflight=false", "validation_pairs=2",
+            "eval_steps=1", "save_steps=2", "prompt_format=compact", f"output={out}"]  # fmt: skip
+    result = subprocess.run([*args, "max_steps=2"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    validation = out / "validation.jsonl"
+    lines = validation.read_text().splitlines(keepends=True)
+    validation.write_text("".join(lines[:-1]) + lines[-1][:40])  # step 2's line cut off mid-write
+    result = subprocess.run([*args, "max_steps=4", "resume=true"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dropped a last line cut off mid-write" in result.stderr
+    assert [json.loads(line)["step"] for line in validation.read_text().splitlines()] == [0, 1, 2, 3, 4]

@@ -129,6 +129,22 @@ def sft_examples(records: list[dict]) -> list[dict]:
     ]
 
 
+def check_room(examples: list[dict], tokenizer, max_length: int) -> None:
+    """Refuse a ``max_length`` that leaves no room for any chain (every example's prompt is that long: the
+    trainer would drop them all); warn when it cuts some chains short."""
+    prompts = [len(tokenizer.apply_chat_template(e["prompt"], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=False)) for e in examples]  # fmt: skip
+    cut = sum(p >= max_length for p in prompts)
+    if cut == len(prompts):
+        raise ReasrmConfigError(
+            f"'max_length': {max_length} tokens leave no room for a chain: the shortest prompt has {min(prompts)} "
+            f"tokens; set max_length above it by the chains' length (e.g. {min(prompts) + 512})"
+        )
+    if cut:
+        log.warning("max_length=%d: %d of %d examples' prompts fill it; they carry no chain and are dropped",
+                    max_length, cut, len(prompts))  # fmt: skip
+
+
 def sft_args(cfg: DistillConfig, output: Path):
     """TRL's SFTConfig for the stage. Made before the model is loaded: under DeepSpeed ZeRO-3 it is what
     makes ``from_pretrained`` load each rank's shard only."""
@@ -225,6 +241,7 @@ def run(cfg: DistillConfig) -> Path:
     )
 
     tokenizer = load_tokenizer(cfg.model)
+    check_room(examples, tokenizer, cfg.max_length)
     args = sft_args(cfg, output)
     model = load_model(cfg.model, **cfg.lora.model_kwargs())
     heldout = []

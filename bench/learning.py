@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from reasrm.runs import paired_gain
 
 N = 4400  # the demo recipe size of these runs (10% held out)
 WHOLE_MIX = "comparison:1,arithmetic:1,unit_conversion:1,sorting:1,python_expression:1"
@@ -42,14 +43,6 @@ def reasrm(*args: str) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "reasrm.cli", *args], check=True)
     return time.perf_counter() - started
-
-
-def bootstrap(before: str, after: str, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean gain in pairs right in both orders, with a paired-bootstrap 95% interval."""
-    diffs = [int(b) - int(a) for a, b in zip(before, after, strict=True)]
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(rounds))
-    return sum(diffs) / len(diffs), means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
 def by_family(stats: dict, families: list[str]) -> dict:
@@ -177,7 +170,7 @@ def main() -> None:
         for family in families:
             b, a = before["by_family"][family], after["by_family"][family]
             print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
-        gain, low, high = bootstrap(before["right"], after["right"])
+        gain, low, high = paired_gain(before["right"], after["right"])
         print(
             f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
             f"   95% CI [{low:+.3f}, {high:+.3f}]"
@@ -197,7 +190,7 @@ def main() -> None:
             for family in sorted(before["by_family"]):
                 b, a = before["by_family"][family], after["by_family"].get(family, 0.0)
                 print(f"{name:<16}{family:<20}{b:>8.3f}{a:>8.3f}{a - b:>+8.3f}")
-            gain, low, high = bootstrap(before["right"], after["right"])
+            gain, low, high = paired_gain(before["right"], after["right"])
             print(
                 f"{name:<16}{'whole mix':<20}{before['both_right']:>8.3f}{after['both_right']:>8.3f}{gain:>+8.3f}"
                 f"   95% CI [{low:+.3f}, {high:+.3f}]"

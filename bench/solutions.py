@@ -17,7 +17,6 @@ the solution (among calls whose solution names one and whose verdict is valid), 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
 
@@ -27,30 +26,9 @@ from reasrm.card import judge_prompt, read_card
 from reasrm.data.synthetic import whole_mix
 from reasrm.judge import Judge
 from reasrm.models import load_model, load_tokenizer
-from reasrm.training.validation import heldout_jobs
+from reasrm.training.validation import heldout_jobs, solution_slot
 
-TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\w+|[^\w\s]")
 COLUMNS = ("right", "solution right", "solution = slot A", "solution tie", "verdict follows", "A-rate")
-
-
-def common(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence of two token lists."""
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def named(solution: str | None, response_a: str, response_b: str) -> str:
-    """The slot whose response the solution agrees with by token overlap: "A", "B" or "tie"."""
-    if solution is None:
-        return "tie"
-    tokens = TOKEN.findall(solution.lower())
-    a, b = (common(tokens, TOKEN.findall(r.lower())) for r in (response_a, response_b))
-    return "A" if a > b else "B" if b > a else "tie"
 
 
 def tally(jobs, judgements) -> dict[str, dict[str, float]]:
@@ -60,7 +38,7 @@ def tally(jobs, judgements) -> dict[str, dict[str, float]]:
             for call in judgement.calls:
                 c, v = counts[family], call.verdict
                 shown = (pair.chosen, pair.rejected) if call.chosen_slot == "A" else (pair.rejected, pair.chosen)
-                slot = named(v.solution, *shown)
+                slot = solution_slot(v.solution, *shown) or "tie"
                 c["calls"] += 1
                 c["right"] += v.ok and v.choice == call.chosen_slot
                 c["solution right"] += slot == call.chosen_slot

@@ -238,11 +238,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", default="hf", help="hf (default) or vllm")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (visible in `ps`: prefer "
-                       "$REASRM_API_KEY or --api-key-file)")  # fmt: skip
+    serve.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' (visible in `ps`: prefer $REASRM_API_KEY or --api-key-file)",
+    )
     serve.add_argument("--api-key-file", help="read the API key from this file (its first line)")
-    serve.add_argument("--max-new-tokens", type=int, default=512,
-                       help="default for requests that give none, and the most any request gets")  # fmt: skip
+    serve.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=512,
+        help="default for requests that give none, and the most any request gets",
+    )
     serve.add_argument("--max-prompt-tokens", type=int, help="longer prompts get 413 (default: the model's context)")
     serve.add_argument("--batch-size", type=int, default=16, help="judge calls generated together")
     serve.set_defaults(func=_serve)

@@ -431,6 +431,17 @@ def right_in_both(group: list[dict]) -> bool:
     return all(_right(c) for c in group)
 
 
+def paired_gain(before: str, after: str, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """The mean gain in pairs right in both orders between two validations of the same pairs (their ``right``
+    strings, one character per pair), with a paired-bootstrap 95% interval: (gain, low, high)."""
+    import random
+
+    diffs = [int(b) - int(a) for a, b in zip(before, after, strict=True)]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(rounds))
+    return sum(diffs) / len(diffs), means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
 def summary_lines(stats: dict) -> list[str]:
     """The summary as the lines a command prints."""
     lines = [f"  status      {', '.join(f'{k} {v}' for k, v in stats['statuses'].items())}"]

@@ -488,3 +488,16 @@ def test_generator_family_weights_and_levels_are_checked(tmp_path):
     )
     with pytest.raises(ReasrmConfigError, match=r"r.yaml:7: sources\[0\].levels: must be a non-empty list of 1, 2, 3"):
         load_recipe(str(path))
+
+
+@pytest.mark.parametrize("family", ["comparison", "minimum", "successor", "tens_digit", "parity"])
+def test_two_digit_families_have_a_reference_that_names_the_chosen_response(family):
+    """Each two-digit family: chosen and rejected differ, and the worked reference (the template teacher's
+    solution) names the chosen response by the same reading the validation uses."""
+    from reasrm.data.synthetic import verifiable
+    from reasrm.training.validation import solution_slot
+
+    rows = list(verifiable(200, 0, {family: 1}, [1]))
+    assert all(r["chosen"] != r["rejected"] for r in rows)
+    assert all(solution_slot(r["reference"], r["chosen"], r["rejected"]) == "A" for r in rows)
+    assert len({r["prompt"] for r in rows}) > 50

@@ -42,8 +42,14 @@ def outside(rng: Range, kind: type) -> list:
     return [*(kind(v) if kind is int else v for v in values), *((math.nan, math.inf) if kind is float else ())]
 
 
-STAGES = {"distill": "stages/distill.yaml", "rl": "stages/rl.yaml", "judge": "stages/judge.yaml",
-          "policy": "stages/policy_grpo.yaml", "eval": None, "recipe": "data_recipes/demo.yaml"}  # fmt: skip
+STAGES = {
+    "distill": "stages/distill.yaml",
+    "rl": "stages/rl.yaml",
+    "judge": "stages/judge.yaml",
+    "policy": "stages/policy_grpo.yaml",
+    "eval": None,
+    "recipe": "data_recipes/demo.yaml",
+}
 REQUIRED = {"eval": ["benchmark=pairs", "data_dir=x", "output=out"], "recipe": []}
 
 

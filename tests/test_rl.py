@@ -415,3 +415,31 @@ def test_shared_prefix_loss_gives_trls_log_probs_and_gradients(tiny_model, tmp_p
     assert torch.allclose(shuffled[0][completion[mixed]], trls[0][mixed][completion[mixed]], atol=1e-5)
     for mine, theirs in zip(shuffled[2], trls[2], strict=True):
         assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "completion, label, expected",
+    [
+        (
+            "<type>Reasoning</type><solution>83 is larger than 47.</solution><eval>x</eval><answer>[[A]]</answer>",
+            "A",
+            1.0,
+        ),
+        (
+            "<type>Reasoning</type><solution>47 is larger than 83.</solution><eval>x</eval><answer>[[A]]</answer>",
+            "A",
+            -1.0,
+        ),
+        (
+            "<type>Reasoning</type><solution>83 is larger than 47.</solution><eval>x</eval><answer>[[B]]</answer>",
+            "A",
+            1.0,
+        ),
+        ("<answer>[[A]]</answer>", "A", 0.0),  # no solution: nothing to reward
+    ],
+)
+def test_solution_reward_pays_a_solution_that_names_the_labelled_response(completion, label, expected):
+    """The verdict does not matter here (row 3): the reward is for the reasoning, checked against the label."""
+    from reasrm.training.rewards import solution_reward
+
+    assert solution_reward([None], [completion], [label], ["83 is larger."], ["47 is larger."]) == [expected]

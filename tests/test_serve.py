@@ -151,12 +151,16 @@ CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
         ("chat", {**CHAT, "seed": -1}, 422, "seed"),
         ("chat", {**CHAT, "temperature": 1e-300}, 422, "must be 0 (greedy) or at least 0.001"),
         ("judge", {"prompt": "q", "response_a": "a", "response_b": "b", "seed": 2**64}, 422, "seed"),
-        ("chat", b'{"messages": [{"role": "user", "content": "\xff"}]}'.replace(b"\\xff", b"\xff"), 422,
-         "not valid UTF-8"),
+        (
+            "chat",
+            b'{"messages": [{"role": "user", "content": "\xff"}]}'.replace(b"\\xff", b"\xff"),
+            422,
+            "not valid UTF-8",
+        ),
         ("chat", b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 422, "body:"),
         ("chat", b'{"messages": [], "max_tokens": ' + b"9" * 5000 + b"}", 422, "body: not valid JSON"),
     ],
-)  # fmt: skip
+)
 def test_hostile_bodies_get_a_4xx_naming_the_problem(server, route, body, status, expected):
     """One row per hostile body: the reply is a client error naming the problem, never a 500, and the server
     keeps serving."""

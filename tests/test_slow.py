@@ -291,8 +291,19 @@ def test_distill_killed_while_a_checkpoint_is_written_resumes_from_the_last_comp
     import signal
 
     out = tmp_path / "distill"
-    args = [sys.executable, "-m", "reasrm.cli", "distill", "stages/distill.yaml", "limit=4", "max_steps=2",
-            "per_device_train_batch_size=2", "save_steps=1", "validation_pairs=0", f"output={out}"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "reasrm.cli",
+        "distill",
+        "stages/distill.yaml",
+        "limit=4",
+        "max_steps=2",
+        "per_device_train_batch_size=2",
+        "save_steps=1",
+        "validation_pairs=0",
+        f"output={out}",
+    ]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "checkpoint-1"
     while process.poll() is None and not first.exists():
@@ -311,10 +322,27 @@ def test_rl_resumes_past_a_validation_line_cut_off_mid_write(tiny_model, tmp_pat
     """A run killed while appending to validation.jsonl leaves half a line: `resume=true` drops it (saying so)
     and validates that step again."""
     out = tmp_path / "rl"
-    args = [sys.executable, "-m", "reasrm.cli", "rl", "stages/rl.yaml", f"model={tiny_model}", "recipe_params={n: 60}",
-            "limit=8", "max_steps=4", "num_generations=2", "per_device_train_batch_size=4",
-            "gradient_accumulation_steps=1", "max_completion_length=8", "preflight=false", "validation_pairs=2",
-            "eval_steps=1", "save_steps=2", "prompt_format=compact", f"output={out}"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "reasrm.cli",
+        "rl",
+        "stages/rl.yaml",
+        f"model={tiny_model}",
+        "recipe_params={n: 60}",
+        "limit=8",
+        "max_steps=4",
+        "num_generations=2",
+        "per_device_train_batch_size=4",
+        "gradient_accumulation_steps=1",
+        "max_completion_length=8",
+        "preflight=false",
+        "validation_pairs=2",
+        "eval_steps=1",
+        "save_steps=2",
+        "prompt_format=compact",
+        f"output={out}",
+    ]
     result = subprocess.run([*args, "max_steps=2"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     validation = out / "validation.jsonl"

@@ -517,3 +517,22 @@ def test_shared_prefix_falls_back_to_trls_trainers_outside_the_checked_versions(
         assert trainer_class(True, SharedPrefixGRPOTrainer, GRPOTrainer) is GRPOTrainer
     assert "trl 1.16" in caplog.text and "training with TRL's own SFTTrainer instead" in caplog.text
     assert trainer_class(False, SharedPrefixSFTTrainer, SFTTrainer) is SFTTrainer
+
+
+def test_distill_in_both_orders_trains_each_pair_in_each_slot(tiny_model, tmp_path):
+    """`both_orders: true`: two chains per pair, the chosen response once in slot A and once in slot B."""
+    from reasrm.training.distill import DistillConfig, prepare
+    from reasrm.training.teacher import generate_chains
+
+    cfg = load_config(
+        "stages/distill.yaml",
+        [f"model={tiny_model}", "recipe_params={n: 60}", "limit=6", "both_orders=true", f"output={tmp_path}"],
+        schema=DistillConfig,
+    )
+    prompt, jobs, output = prepare(cfg)
+    records = generate_chains(jobs, prompt, cfg.teacher, output / "chains.jsonl")
+    assert len(records) == 12 and all(r["kept"] for r in records)
+    by_pair = {}
+    for r in records:
+        by_pair.setdefault(r["id"].removesuffix("~swapped"), []).append(r["chosen_slot"])
+    assert len(by_pair) == 6 and all(sorted(slots) == ["A", "B"] for slots in by_pair.values())

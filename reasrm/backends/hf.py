@@ -124,8 +124,9 @@ class HFBackend:
         self.model(input_ids=prefix, use_cache=True, **{self._cache_arg: self._cache})
         return target
 
-    def _generate_batch(self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int, done,
-                        keep=None) -> None:  # fmt: skip
+    def _generate_batch(
+        self, batch: list[list[int]], prefix_len: int, settings: GenerationConfig, n: int, done, keep=None
+    ) -> None:
         """Decode one batch, ``n`` samples per prompt (each prompt is prefilled once, then its KV cache is
         repeated ``n`` times); a row that finishes (or that ``keep`` no longer wants) leaves the batch and the
         KV cache at once, and ``done(row, generation)`` gets it."""

@@ -172,8 +172,12 @@ def _read_pairs(cfg: RecipeConfig, source: SourceConfig, ledger: _Ledger, seen: 
             try:
                 pair = pair_from_dict(row, row_where, cfg.domains)
                 if not pair.labelled:
-                    raise RowError(row_where, "unlabelled", "field 'chosen': a recipe's pairs are labelled "
-                                   "(chosen/rejected); response_a/response_b rows are for `reasrm judge`")  # fmt: skip
+                    raise RowError(
+                        row_where,
+                        "unlabelled",
+                        "field 'chosen': a recipe's pairs are labelled "
+                        "(chosen/rejected); response_a/response_b rows are for `reasrm judge`",
+                    )
                 if pair.rubric is not None and pack_error(pair.rubric):
                     raise RowError(row_where, "unknown_rubric", f"field 'rubric': {pack_error(pair.rubric)}")
             except RowError as e:

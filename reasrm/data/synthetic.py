@@ -1,12 +1,15 @@
 """Verifiable preference pairs whose correct answer is known by construction (the embedded default data).
 
-Five task families of graded difficulty (level 1-3), each answered correctly (chosen) and with one
-plausible mistake (rejected): comparing two numbers (two-digit, three-digit with the same first digit,
-decimals such as 3.9 vs 3.11 — the first within reach of a 135M judge, the last a classic trap),
-multi-digit arithmetic (off by one, swapped digits, wrong operator, a
+Five task families of graded difficulty (level 1-3; the whole mix, ``WHOLE_MIX``), each answered
+correctly (chosen) and with one plausible mistake (rejected): comparing two numbers (two-digit,
+three-digit with the same first digit, decimals such as 3.9 vs 3.11 — the first within reach of a 135M
+judge, the last a classic trap), multi-digit arithmetic (off by one, swapped digits, wrong operator, a
 dropped carry, wrong sign), unit conversion (wrong factor, divided instead of multiplied, off by one),
 sorting (two neighbours swapped, wrong direction, an element lost) and evaluating a short Python
-expression (off by one, ``/`` for ``//``, a character lost). Every pair carries a worked ``reference``.
+expression (off by one, ``/`` for ``//``, a character lost). Four more two-digit families at level 1
+(``TWO_DIGIT`` with comparison: the smaller of two numbers, the number after n, the tens digit of n, even or
+odd), each within a 135M judge's reach, measure whether stage two teaches beyond one family
+(``bench/families.py``). Every pair carries a worked ``reference``.
 Pair ``i`` depends only on ``(seed, i)`` and the family weights: any size, and a larger build extends a
 smaller one.
 """
@@ -225,13 +228,78 @@ def python_expression(rng: random.Random, level: int) -> dict:
     }
 
 
+def _number(rng: random.Random, level: int) -> int:
+    """A two-digit number at level 1, three-digit above."""
+    return rng.randint(10, 99) if level == 1 else rng.randint(100, 999)
+
+
+def minimum(rng: random.Random, level: int) -> dict:
+    a, b = rng.sample(range(10, 100) if level == 1 else range(100, 1000), 2)
+    small, big = min(a, b), max(a, b)
+    return {
+        "domain": "math",
+        "prompt": f"Which is smaller, {a} or {b}?",
+        "chosen": f"{small} is smaller.",
+        "rejected": f"{big} is smaller.",
+        "reference": f"{small} is smaller than {big}.",
+        "mistake": "larger_picked",
+    }
+
+
+def successor(rng: random.Random, level: int) -> dict:
+    n = _number(rng, level)
+    wrong = rng.choice((n - 1, n + 2))
+    return {
+        "domain": "math",
+        "prompt": f"What number comes right after {n}?",
+        "chosen": f"{n + 1} comes after {n}.",
+        "rejected": f"{wrong} comes after {n}.",
+        "reference": f"{n} + 1 = {n + 1}, so {n + 1} comes after {n}.",
+        "mistake": "before" if wrong < n else "skipped",
+    }
+
+
+def tens_digit(rng: random.Random, level: int) -> dict:
+    n = _number(rng, level)
+    while len(set(str(n)[-2:])) < 2:  # the tens and ones digits differ: the mistake is a different answer
+        n = _number(rng, level)
+    tens, ones = str(n)[-2], str(n)[-1]
+    return {
+        "domain": "math",
+        "prompt": f"What is the tens digit of {n}?",
+        "chosen": f"The tens digit of {n} is {tens}.",
+        "rejected": f"The tens digit of {n} is {ones}.",
+        "reference": f"{n} has {tens} tens, so its tens digit is {tens}.",
+        "mistake": "ones_digit",
+    }
+
+
+def parity(rng: random.Random, level: int) -> dict:
+    n = _number(rng, level)
+    right, wrong = ("even", "odd") if n % 2 == 0 else ("odd", "even")
+    return {
+        "domain": "math",
+        "prompt": f"Is {n} even or odd?",
+        "chosen": f"{n} is {right}.",
+        "rejected": f"{n} is {wrong}.",
+        "reference": f"{n} ends in {n % 10}, so {n} is {right}.",
+        "mistake": "parity",
+    }
+
+
 FAMILIES: dict[str, Callable[[random.Random, int], dict]] = {
     "comparison": comparison,
     "arithmetic": arithmetic,
     "unit_conversion": unit_conversion,
     "sorting": sorting,
     "python_expression": python_expression,
+    "minimum": minimum,
+    "successor": successor,
+    "tens_digit": tens_digit,
+    "parity": parity,
 }
+WHOLE_MIX = ("comparison", "arithmetic", "unit_conversion", "sorting", "python_expression")  # graded, levels 1-3
+TWO_DIGIT = ("comparison", "minimum", "successor", "tens_digit", "parity")  # a 135M judge learns each at level 1
 
 
 def verifiable(
@@ -240,7 +308,7 @@ def verifiable(
     """``n`` pair rows; pair ``i`` depends only on ``(seed, i)``, ``families`` (family -> weight: its
     share of the cycle pairs are dealt from; default every family once) and ``levels`` (the difficulty
     levels drawn from, uniformly; default 1-3)."""
-    names = [name for name, weight in (families or dict.fromkeys(FAMILIES, 1)).items() for _ in range(weight)]
+    names = [name for name, weight in (families or dict.fromkeys(WHOLE_MIX, 1)).items() for _ in range(weight)]
     for i in range(n):
         rng = random.Random(f"{seed}:{i}")
         family = names[i % len(names)]
@@ -257,4 +325,4 @@ GENERATORS: dict[str, Callable[..., Iterator[dict]]] = {"verifiable": verifiable
 def whole_mix(n: int = 4400) -> dict:
     """The demo recipe's parameters for the whole graded mix: every family once, levels 1-3, ``n`` pairs
     (the benchmarks' mix; 10% held out)."""
-    return {"n": n, "families": "{" + ", ".join(f"{name}: 1" for name in FAMILIES) + "}", "levels": "[1, 2, 3]"}
+    return {"n": n, "families": "{" + ", ".join(f"{name}: 1" for name in WHOLE_MIX) + "}", "levels": "[1, 2, 3]"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from collections import Counter
@@ -115,6 +116,15 @@ def training_jobs(recipe: str, params: dict, limit: int | None, seed: int) -> li
     in_a = Counter(slots.chosen_slot for _, slots in jobs)["A"]
     log.info("%d training pairs; the chosen response in slot A for %d, in B for %d", len(jobs), in_a, len(jobs) - in_a)
     return jobs
+
+
+def in_both_orders(jobs: list[tuple[Pair, Shown]]) -> list[tuple[Pair, Shown]]:
+    """Each pair as shown, then again in the other slot order, under an id of its own (``ID~swapped``)."""
+    out = []
+    for pair, shown in jobs:
+        twin = dataclasses.replace(pair, id=f"{pair.id}~swapped")
+        out += [(pair, shown), (twin, twin.shown(shown.chosen_slot, swap=True))]
+    return out
 
 
 def last_checkpoint(output: Path) -> str | None:

@@ -38,6 +38,7 @@ from reasrm.rubrics import pack_error
 from reasrm.runs import output_problems, prepare_output
 from reasrm.training.common import (
     LoraSettings,
+    in_both_orders,
     last_checkpoint,
     launch_problems,
     trainable,
@@ -51,7 +52,7 @@ from reasrm.training.validation import heldout_jobs, table_lines
 log = logging.getLogger(__name__)
 
 # Settings that change the result: a resumed run must use the same ones.
-RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "teacher", "seed")
+RESULT_KEYS = ("model", "recipe", "recipe_params", "limit", "prompt_format", "rubric", "teacher", "seed", "both_orders")
 
 
 @dataclass
@@ -65,6 +66,11 @@ class DistillConfig:
         "Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).", "compact"
     )
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's `rubric` field.", None)
+    both_orders: bool = option(
+        "Train on each pair in both slot orders (two chains per pair, the chosen response once in each slot): "
+        "the same words then lead to A in one example and to B in the other.",
+        False,
+    )
     teacher: TeacherConfig = option("Where the chains come from.", factory=TeacherConfig)
     output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")
     resume: bool = option("Continue a previous run: keep its chains, resume from its last checkpoint.", False)
@@ -115,6 +121,7 @@ def prepare(cfg: DistillConfig) -> tuple[JudgePrompt, list, Path]:
     saved in it): what ``reasrm teacher`` and ``reasrm distill`` both start with."""
     prompt = JudgePrompt.create(cfg.prompt_format, forced_rubric=cfg.rubric)
     jobs = training_jobs(cfg.recipe, cfg.recipe_params, cfg.limit, cfg.seed)
+    jobs = in_both_orders(jobs) if cfg.both_orders else jobs
     prompt.check([pair for pair, _ in jobs])
     output = prepare_output(cfg.output, Path(cfg.output) / "distill.yaml", cfg, RESULT_KEYS, cfg.resume, cfg.overwrite)
     return prompt, jobs, output
@@ -132,8 +139,10 @@ def sft_examples(records: list[dict]) -> list[dict]:
 def check_room(examples: list[dict], tokenizer, max_length: int) -> None:
     """Refuse a ``max_length`` that leaves no room for any chain (every example's prompt is that long: the
     trainer would drop them all); warn when it cuts some chains short."""
-    prompts = [len(tokenizer.apply_chat_template(e["prompt"], add_generation_prompt=True, tokenize=True,
-                                                 return_dict=False)) for e in examples]  # fmt: skip
+    prompts = [
+        len(tokenizer.apply_chat_template(e["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False))
+        for e in examples
+    ]
     cut = sum(p >= max_length for p in prompts)
     if cut == len(prompts):
         raise ReasrmConfigError(
@@ -141,8 +150,12 @@ def check_room(examples: list[dict], tokenizer, max_length: int) -> None:
             f"tokens; set max_length above it by the chains' length (e.g. {min(prompts) + 512})"
         )
     if cut:
-        log.warning("max_length=%d: %d of %d examples' prompts fill it; they carry no chain and are dropped",
-                    max_length, cut, len(prompts))  # fmt: skip
+        log.warning(
+            "max_length=%d: %d of %d examples' prompts fill it; they carry no chain and are dropped",
+            max_length,
+            cut,
+            len(prompts),
+        )
 
 
 def sft_args(cfg: DistillConfig, output: Path):

@@ -16,6 +16,10 @@ step). The GRPO dataset of ``reasrm rl`` has these columns: ``label`` (the chose
 - ``format``: the share of the sections the task type requires that are present: ``<type>``, then
   ``<solution>`` (Reasoning) or ``<rubric>`` with a ``<justify>`` (Chat), then ``<eval>``, then a strict
   verdict. A small bonus (weight it low) that keeps the structure through RL.
+- ``solution``: +1 when the completion's ``<solution>`` names the labelled response (read by token overlap
+  with the two responses, ``reasrm.training.validation.solution_slot``), -1 when it names the other, 0
+  without a solution that names one. Verifiable (the label decides), so the reasoning cannot drift toward a
+  slot-biased verdict to agree with it. It reads the ``response_a``/``response_b`` columns of the rows.
 """
 
 from __future__ import annotations
@@ -95,4 +99,21 @@ def format_reward(prompts, completions, **kwargs) -> list[float]:
     return [format_score(completion_text(c)) for c in completions]
 
 
-REWARDS = {"verdict": verdict_reward, "consistency": consistency_reward, "format": format_reward}
+def solution_reward(prompts, completions, label, response_a, response_b, **kwargs) -> list[float]:
+    """+1 when the completion's ``<solution>`` names the labelled response, -1 the other, 0 neither."""
+    from reasrm.training.validation import solution_slot
+
+    named = [
+        solution_slot(v.solution, a, b) for v, a, b in zip(_verdicts(completions), response_a, response_b, strict=True)
+    ]
+    return [
+        0.0 if slot is None else CORRECT if slot == gold else WRONG for slot, gold in zip(named, label, strict=True)
+    ]
+
+
+REWARDS = {
+    "verdict": verdict_reward,
+    "consistency": consistency_reward,
+    "format": format_reward,
+    "solution": solution_reward,
+}

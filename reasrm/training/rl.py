@@ -270,8 +270,9 @@ class RLConfig:
 
 def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dict]:
     """GRPO examples in training order: the pairs shuffled with ``seed``; each as its judge conversation
-    (``prompt``), the chosen response's slot (``label``), its id (``pair``) and its slot order (``order``).
-    With ``both_orders`` the swapped order follows as the next row."""
+    (``prompt``), the chosen response's slot (``label``), its id (``pair``), its slot order (``order``) and the
+    responses in their slots (``response_a``, ``response_b``). With ``both_orders`` the swapped order follows
+    as the next row."""
     order = list(range(len(jobs)))
     random.Random(seed).shuffle(order)
     rows = []
@@ -281,7 +282,14 @@ def grpo_rows(prompt, jobs, both_orders: bool = True, seed: int = 0) -> list[dic
         if both_orders:
             shown.append(("BA", pair.shown(slots.chosen_slot, swap=True)))
         rows += [
-            {"prompt": prompt.messages(pair, s), "label": s.chosen_slot, "pair": pair.id, "order": name}
+            {
+                "prompt": prompt.messages(pair, s),
+                "label": s.chosen_slot,
+                "pair": pair.id,
+                "order": name,
+                "response_a": s.response_a,
+                "response_b": s.response_b,
+            }
             for name, s in shown
         ]
     return rows
@@ -303,7 +311,10 @@ def judged(model, tokenizer, prompt, jobs, settings, both_orders: bool = False) 
 def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
     twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
-    valid verdict ends is longer than ``max_completion_length``; warn when every verdict names one slot."""
+    valid verdict ends is longer than ``max_completion_length``. Report the start's A-rate and how often its
+    verdict follows its own ``<solution>``, and warn when every verdict names one slot, or when the A-rate
+    is far from balance while the verdict does not follow the solution: the start whose verdict ignores its
+    reasoning is the one stage two has not moved (docs/findings.md)."""
     from reasrm.backends import GenerationConfig
 
     sample = random.Random(cfg.seed).sample(jobs, min(cfg.preflight_pairs, len(jobs)))
@@ -327,7 +338,31 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"prompts (statuses: {statuses}; {room} tokens of room): every reward would be -1 and GRPO would learn "
             "nothing. Distill it first (reasrm distill), or set preflight=false"
         )
-    constant = constant_slot([v.choice for v in verdicts if v.ok], [c.chosen_slot for c in calls])
+    from reasrm.training.validation import solution_slot
+
+    choices = [v.choice for v in verdicts if v.ok]
+    a_rate = choices.count("A") / len(choices)
+    named = [
+        (v.choice, solution_slot(v.solution, *_responses(pair, c.chosen_slot)))
+        for (pair, _), c, v in zip(sample, calls, verdicts, strict=True)
+        if v.ok
+    ]
+    decided = [(choice, slot) for choice, slot in named if slot is not None]
+    follows = sum(choice == slot for choice, slot in decided) / len(decided) if decided else None
+    log.info(
+        "preflight: the start's A-rate %.2f; its verdict follows its own solution in %s of calls",
+        a_rate,
+        "-" if follows is None else f"{follows:.2f}",
+    )
+    if follows is not None and follows < 0.75 and abs(a_rate - 0.5) > 0.25 and cfg.both_orders:
+        log.warning(
+            "preflight: the start names slot %s in %.0f%% of calls and its verdict follows its own solution in only "
+            "%.0f%%: stage two has not moved such a start (docs/findings.md); distill with both_orders=true first",
+            "A" if a_rate > 0.5 else "B",
+            100 * max(a_rate, 1 - a_rate),
+            100 * follows,
+        )
+    constant = constant_slot(choices, [c.chosen_slot for c in calls])
     if constant and cfg.both_orders:
         log.warning(
             "preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
@@ -343,6 +378,12 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
             f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
         )
+
+
+def _responses(pair, chosen_slot: str) -> tuple[str, str]:
+    """The responses in slots A and B, with the chosen one in ``chosen_slot``."""
+    shown = pair.shown(chosen_slot)
+    return shown.response_a, shown.response_b
 
 
 def constant_slot(choices: list[str], chosen: list[str]) -> str | None:

@@ -11,6 +11,9 @@ reward's). Reported next to each other, because plain accuracy hides a judge tha
 - ``accuracy``: share of calls right, next to ``label_prior`` (always answering the commoner slot);
 - ``a_rate``: share of valid verdicts that are "A"; ``flip_rate``: share of pairs validly judged in both
   orders whose verdict followed the slot; ``by_domain`` / ``by_family``: both-right accuracy per group;
+- ``solution_right``: share of calls whose own ``<solution>`` names the chosen response, and ``follows``:
+  share of those calls with a solution naming a response and a valid verdict whose verdict names it
+  (:func:`solution_slot` reads which response a solution names); None for chains without solutions;
 - ``completion_tokens``: mean completion length; ``right``: one character per pair ("1" right in both
   orders), for paired comparisons between checkpoints (``bench/learning.py``).
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 from collections import defaultdict
 
 from reasrm import processes
@@ -125,9 +129,47 @@ def judge_heldout(
     return processes.gather(groups)
 
 
+_TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\w+|[^\w\s]")
+
+
+def solution_slot(solution: str | None, response_a: str, response_b: str) -> str | None:
+    """The slot whose response a judge's ``<solution>`` agrees with: the one sharing the longer common token
+    subsequence with it; None when there is no solution or neither shares more."""
+    if solution is None:
+        return None
+    tokens = _TOKEN.findall(solution.lower())
+    a, b = (_common(tokens, _TOKEN.findall(r.lower())) for r in (response_a, response_b))
+    return "A" if a > b else "B" if b > a else None
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def solution_figures(shown: list[tuple[Shown, dict]]) -> dict:
+    """``solution_right`` and ``follows`` (see the module doc) of calls, each with the pair as it was shown."""
+    named = [(s, c, solution_slot(c["verdict"].get("solution"), s.response_a, s.response_b)) for s, c in shown]
+    if all(c["verdict"].get("solution") is None for _, c, _ in named):
+        return {"solution_right": None, "follows": None}
+    decided = [(c, slot) for _, c, slot in named if slot is not None and c["verdict"]["choice"] is not None]
+    return {
+        "solution_right": sum(slot is not None and slot == s.chosen_slot for s, _, slot in named) / len(named),
+        "follows": sum(c["verdict"]["choice"] == slot for c, slot in decided) / len(decided) if decided else None,
+    }
+
+
 def figures(jobs: list[tuple[Pair, Shown]], groups: list[list[dict]], max_new_tokens: int) -> dict:
     """The module doc's figures of ``groups``, the calls of each pair of ``jobs`` in order."""
     stats = summarize(groups)
+    shown = [(pair.shown(c["chosen_slot"]), c) for (pair, _), g in zip(jobs, groups, strict=True) for c in g]
+    stats.update(solution_figures(shown))
     right = [right_in_both(g) for g in groups]
     for name, key in (("by_domain", lambda p: p.domain), ("by_family", lambda p: (p.meta or {}).get("family"))):
         buckets = defaultdict(list)

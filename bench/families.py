@@ -1,0 +1,115 @@
+"""Does stage two teach beyond one family? Stage one, then stage two on three seeds, per task family.
+
+    python bench/families.py                              # five two-digit families x 3 seeds (~10 h on 2 cores)
+    python bench/families.py --families minimum --seeds 0 # one family, one seed
+    python bench/families.py --stage-one-only             # what stage one leaves on each family (~5 min each)
+    python bench/families.py --distill both_orders=true   # a stage-one variant, the same RL after it
+
+Every family is learnable by construction at level 1: two-digit questions whose worked reference the 135M
+student copies into its ``<solution>`` (``comparison``: which is larger; ``minimum``: which is smaller;
+``successor``: the number after n; ``tens_digit``: the tens digit of n; ``parity``: even or odd). Through the
+project's own commands only, with the shipped defaults: ``reasrm distill stages/distill.yaml`` on the family
+(its held-out validation before and after SFT), then ``reasrm rl stages/rl.yaml`` from that checkpoint on
+each seed. Every validation (100 held-out pairs of the family, both orders, greedy) reports the judge's
+``<solution>`` naming the chosen response (``solution``), its verdict following its own solution
+(``follows``), right in both orders, the A-rate and the flip rate (``reasrm.training.validation``). The
+table: per family the stage-one figures, and per seed the gain in right-in-both-orders with a paired
+bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
+(after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower).
+``--reuse`` takes a run whose folder already holds ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reasrm.runs import paired_gain
+
+FAMILIES = ("comparison", "minimum", "successor", "tens_digit", "parity")
+
+
+def reasrm(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "reasrm.cli", *args], check=True)
+    return time.perf_counter() - started
+
+
+def measured(folder: Path) -> dict:
+    return json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+
+
+def fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated family names")
+    parser.add_argument("--seeds", default="0,1,2", help="RL seeds, comma-separated")
+    parser.add_argument("--n", type=int, default=1500, help="pairs per family (10%% held out)")
+    parser.add_argument("--output", default="runs/bench/families")
+    parser.add_argument("--stage-one-only", action="store_true", help="distill and validate, no RL")
+    parser.add_argument("--distill", action="append", default=[], metavar="KEY=VALUE", help="a distill override")
+    parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE", help="an rl override")
+    parser.add_argument("--reuse", action="store_true", help="keep runs whose folder already holds eval.json")
+    args = parser.parse_args()
+    out = Path(args.output)
+    seconds: dict[str, float] = {}
+    rows = []
+    for family in args.families.split(","):
+        data = f"recipe_params={{n: {args.n}, families: {{{family}: 1}}, levels: [1]}}"
+        distilled = out / family / "distill"
+        if not (args.reuse and (distilled / "eval.json").exists()):
+            seconds[f"{family} distill"] = reasrm(
+                "distill", "stages/distill.yaml", data, f"output={distilled}", "overwrite=true", *args.distill
+            )
+        start = measured(distilled)
+        rows.append((family, "stage one", start["before"], start["after"]))
+        if args.stage_one_only:
+            continue
+        for seed in args.seeds.split(","):
+            run = out / family / f"rl-s{seed}"
+            if not (args.reuse and (run / "eval.json").exists()):
+                seconds[f"{family} rl s{seed}"] = reasrm(
+                    "rl",
+                    "stages/rl.yaml",
+                    f"model={distilled / 'final'}",
+                    data,
+                    f"seed={seed}",
+                    "eval_steps=0",
+                    f"output={run}",
+                    "overwrite=true",
+                    *args.rl,
+                )
+            after = measured(run)
+            rows.append((family, f"rl seed {seed}", after["before"], after["after"]))
+    print(f"\n{len(rows)} runs; per family 100 held-out pairs in both orders, greedy")
+    print(
+        f"  {'family':<12} {'run':<12} {'solution':>9} {'follows':>15} {'both-right':>15} {'gain, 95% CI':>26} "
+        f"{'A-rate':>15} {'flip':>15}  target"
+    )
+    for family, name, before, after in rows:
+        gain, low, high = paired_gain(before["right"], after["right"])
+        flip_lower = (after.get("flip_rate") or 0) < (before.get("flip_rate") or 1)
+        a_rate = after.get("a_rate")
+        met = (after["both_right"] >= 0.60 or (gain >= 0.30 and low > 0)) and a_rate is not None
+        met = met and abs(a_rate - 0.5) <= 0.15 and flip_lower
+        print(
+            f"  {family:<12} {name:<12} {fmt(after.get('solution_right')):>9} "
+            f"{fmt(before.get('follows'))} -> {fmt(after.get('follows'))} "
+            f"{fmt(before['both_right'])} -> {fmt(after['both_right'])} "
+            f"{gain:+.3f} [{low:+.3f}, {high:+.3f}] "
+            f"{fmt(before.get('a_rate'))} -> {fmt(a_rate)} {fmt(before.get('flip_rate'))} -> "
+            f"{fmt(after.get('flip_rate'))}  {'met' if met else 'not met'}"
+        )
+    for name, s in seconds.items():
+        print(f"  {name}: {s:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

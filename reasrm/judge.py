@@ -23,11 +23,56 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from reasrm.backends import Generation, GenerationConfig, load_backend
+from reasrm.backends import (
+    BACKENDS,
+    Generation,
+    GenerationConfig,
+    backend_machine_problems,
+    check_backend,
+    load_backend,
+)
+from reasrm.backends.vllm import VLLMSettings
 from reasrm.card import JudgeCard, check_pack_versions, judge_prompt, read_card
+from reasrm.config import Problem, option
 from reasrm.data.pairs import Pair, Shown, Slot, assign_slots, pair_from_dict
 from reasrm.prompts import JudgePrompt
 from reasrm.verdict import FAILED, INCONSISTENT, TOO_LONG, Verdict, parse_verdict, winner
+
+
+@dataclass
+class JudgingConfig:
+    """The judge's settings, shared by the configs of ``reasrm judge`` and ``reasrm eval`` (each adds its input
+    and output)."""
+
+    stage: str = option("Names this schema.", "")
+    model: str | None = option("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
+    backend: str = option(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
+    prompt_format: str | None = option(
+        "Prompt format name or .yaml path; null = the checkpoint's judge card (required without one).", None
+    )
+    rubric: str | None = option(
+        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
+    )
+    base_url: str | None = option(
+        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
+    )
+    both_orders: bool = option("Judge each pair as (A,B) and (B,A): the flip rate, and both-right.", False)
+    seed: int = option("Seeds the slot of the chosen response in labelled pairs (and eval's --limit draw).", 0, ge=0)
+    resume: bool = option("Continue an interrupted run without redoing or duplicating a call.", False)
+    overwrite: bool = option("Replace an existing output (one reasrm wrote).", False)
+    generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
+    vllm: VLLMSettings = option(
+        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
+    )
+
+    def machine_check(self) -> list[Problem]:
+        return backend_machine_problems(self.backend, vllm=self.vllm)
+
+    def check(self) -> list[Problem]:
+        from reasrm.runs import output_problems
+
+        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
+        return problems + output_problems(self)
 
 
 @dataclass(frozen=True)

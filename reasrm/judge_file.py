@@ -13,52 +13,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasrm.backends import BACKENDS, GenerationConfig, backend_machine_problems, check_backend, load_backend
-from reasrm.backends.vllm import VLLMSettings
+from reasrm.backends import load_backend
 from reasrm.card import judge_prompt, read_card
 from reasrm.config import Problem, option
 from reasrm.data.pairs import Pair, assign_slots, read_pairs
 from reasrm.errors import ReasrmDataError
-from reasrm.judge import Judge, Judgement
+from reasrm.judge import Judge, Judgement, JudgingConfig
 from reasrm.models import resolve
-from reasrm.runs import ResumableJsonl, discard_output, judge_in_chunks, output_problems, prepare_output
+from reasrm.runs import ResumableJsonl, discard_output, judge_in_chunks, prepare_output
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(JudgingConfig):
     """``reasrm judge``: judge every pair of a JSONL file and write one JSON line per pair."""
 
     stage: str = option("Names this schema.", "judge")
-    model: str | None = option("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
-    backend: str = option(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
-    prompt_format: str | None = option(
-        "Prompt format name or .yaml path; null = the checkpoint's judge card (required without one).", None
-    )
-    rubric: str | None = option(
-        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
-    )
-    base_url: str | None = option(
-        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
-    )
     pairs: str = option("Input JSONL: prompt|context, chosen/rejected or response_a/response_b, optional id.")
     output: str = option("Output JSONL, one line per pair; the resolved config is saved beside it.")
-    both_orders: bool = option("Judge each pair as (A,B) and (B,A) and aggregate.", False)
-    seed: int = option("Seeds the slot of the chosen response in labelled pairs.", 0, ge=0)
-    resume: bool = option("Continue an interrupted run: skip pairs already in the output.", False)
-    overwrite: bool = option("Replace an existing output file.", False)
-    generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
-    vllm: VLLMSettings = option(
-        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
-    )
-
-    def machine_check(self) -> list[Problem]:
-        return backend_machine_problems(self.backend, vllm=self.vllm)
 
     def check(self) -> list[Problem]:
-        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
+        problems = super().check()
         if self.output and self.pairs and Path(self.output).resolve() == Path(self.pairs).resolve():
             problems.append(("output", f"is the pairs file itself ({self.pairs}): an input is never overwritten"))
-        return problems + output_problems(self)
+        return problems
 
 
 # Settings that change the judgements: a resumed run must use the same ones.

@@ -352,3 +352,30 @@ def test_rl_resumes_past_a_validation_line_cut_off_mid_write(tiny_model, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dropped a last line cut off mid-write" in result.stderr
     assert [json.loads(line)["step"] for line in validation.read_text().splitlines()] == [0, 1, 2, 3, 4]
+
+
+OFFLINE = ("reasrm plan ", "reasrm data build data_recipes/demo.yaml", "reasrm judge --pairs data_recipes/examples/")
+
+
+def test_readme_commands_that_run_offline_run_as_written(tmp_path):
+    """README: every command of its blocks that needs no GPU, hub or server of its own (plan, the demo data
+    build, judging the example pairs), run as written in a copy of the repository."""
+    import shlex
+    import shutil
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```bash\n")[1:]]
+    lines = [line.split("  #")[0].strip() for b in blocks for line in b.replace("\\\n", " ").splitlines()]
+    commands = [line for line in lines if line.startswith(OFFLINE)]
+    assert len(commands) >= 3, commands
+    for folder in ("rubrics", "data_recipes", "stages"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "reasrm.cli", *shlex.split(command)[1:]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    assert (tmp_path / "runs/data/demo/train.parquet").is_file() and (tmp_path / "runs/judgements.jsonl").is_file()

@@ -22,20 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasrm import processes
-from reasrm.backends import BACKENDS, GenerationConfig, backend_machine_problems, check_backend
-from reasrm.backends.vllm import VLLMSettings
 from reasrm.config import Problem, option
 from reasrm.data.build import collect, load_built, load_recipe
 from reasrm.data.pairs import Pair, Slot, assign_slots
 from reasrm.errors import ReasrmDataError, ReasrmError
 from reasrm.eval import mean, rewardbench, rmb, rmbench
 from reasrm.eval.report import write_report
-from reasrm.judge import Judge
+from reasrm.judge import Judge, JudgingConfig
 from reasrm.runs import (
     ResumableJsonl,
     discard_output,
     judge_in_chunks,
-    output_problems,
     prepare_output,
     summarize,
 )
@@ -44,44 +41,24 @@ BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "pairs")
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(JudgingConfig):
     """``reasrm eval``: judge a benchmark and score it exactly as the benchmark does."""
 
     stage: str = option("Names this schema.", "eval")
     benchmark: str = option(f"One of {', '.join(BENCHMARKS)}.")
-    model: str | None = option("Hub id, local HF folder or .gguf file; null = the embedded default.", None)
-    backend: str = option(f"Generation backend: one of {', '.join(BACKENDS)}.", "hf")
-    prompt_format: str | None = option("Prompt format; null = the checkpoint's judge card.", None)
-    rubric: str | None = option(
-        "Rubric pack forced on every pair; null = each pair's `rubric` field, else the judge card's pack.", None
-    )
-    base_url: str | None = option(
-        "openai backend: the server, e.g. http://127.0.0.1:8000/v1 (key: $REASRM_API_KEY).", None
-    )
     data_dir: str | None = option(
         "Local benchmark data (the benchmark's published file layout: docs/data.md), or for `pairs` a built dataset "
         "folder (its held-out split); null = the hub (rewardbench).",
         None,
     )
     domain: str | None = option("Evaluate only pairs of this domain.", None)
-    both_orders: bool = option("Judge each pair in both slot orders (reports the position-flip rate).", False)
     limit: int | None = option(
         "Evaluate this many prompts (RM-Bench) / records (BoN) / pairs, drawn with the seed.", None, ge=1
     )
-    seed: int = option("Seeds the slot order and the --limit draw.", 0, ge=0)
     output: str = option("Output folder: samples.jsonl, scores.json, report.md, figures.")
-    resume: bool = option("Continue from samples.jsonl without redoing finished calls.", False)
-    overwrite: bool = option("Replace an existing evaluation in the output folder.", False)
-    generation: GenerationConfig = option("Generation settings.", factory=GenerationConfig)
-    vllm: VLLMSettings = option(
-        "The vllm backend's engine (GPU memory share, tensor parallel size).", factory=VLLMSettings
-    )
-
-    def machine_check(self) -> list[Problem]:
-        return backend_machine_problems(self.backend, vllm=self.vllm)
 
     def check(self) -> list[Problem]:
-        problems = self.generation.check("generation.") + check_backend(self.backend, self.base_url, vllm=self.vllm)
+        problems = super().check()
         if self.benchmark not in BENCHMARKS:
             problems.append(("benchmark", f"must be one of {', '.join(BENCHMARKS)}, got {self.benchmark!r}"))
         if self.benchmark in ("rm-bench", "rmb", "pairs") and self.data_dir is None:
@@ -92,7 +69,7 @@ class EvalConfig:
                     "or for `pairs` a folder written by `reasrm data build`",
                 )
             )
-        return problems + output_problems(self)
+        return problems
 
 
 # ---------------------------------------------------------------------------------------------------

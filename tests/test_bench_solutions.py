@@ -1,4 +1,5 @@
-"""bench/solutions.py: which response a judge's <solution> names, read by token overlap, on each family's forms."""
+"""Which response a judge's <solution> names, read by token overlap (reasrm.training.validation.solution_slot),
+on each family's forms; and bench/solutions.py, which reports it per family."""
 
 import subprocess
 import sys
@@ -6,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from reasrm.training.validation import solution_slot
 
-from solutions import named  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -29,12 +29,12 @@ from solutions import named  # noqa: E402
         ("In ascending order: 6, 8, 37, 99", "99, 37, 8, 6", "6, 8, 37, 99", "B"),  # the wrong direction
         ("In ascending order: 6, 8, 37, 99", "6, 8, 37, 99", "6, 37, 99", "A"),  # an element lost
         ("12 // 5 == 2", "It evaluates to 2.", "It evaluates to 2.4.", "A"),
-        ("A", "It evaluates to 'dgemode'.", "It evaluates to 'dgemoe'.", "tie"),  # names neither
-        (None, "42 is larger.", "38 is larger.", "tie"),  # no solution
+        ("A", "It evaluates to 'dgemode'.", "It evaluates to 'dgemoe'.", None),  # names neither
+        (None, "42 is larger.", "38 is larger.", None),  # no solution
     ],
 )
 def test_solution_names_the_response_it_shares_more_tokens_with(solution, response_a, response_b, slot):
-    assert named(solution, response_a, response_b) == slot
+    assert solution_slot(solution, response_a, response_b) == slot
 
 
 def test_solutions_bench_prints_a_row_per_family_and_the_whole_mix(tiny_model, tmp_path):

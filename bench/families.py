@@ -99,13 +99,14 @@ def main() -> None:
         a_rate = after.get("a_rate")
         met = (after["both_right"] >= 0.60 or (gain >= 0.30 and low > 0)) and a_rate is not None
         met = met and abs(a_rate - 0.5) <= 0.15 and flip_lower
+        target = "-" if name == "stage one" else "met" if met else "not met"
         print(
             f"  {family:<12} {name:<12} {fmt(after.get('solution_right')):>9} "
             f"{fmt(before.get('follows'))} -> {fmt(after.get('follows'))} "
             f"{fmt(before['both_right'])} -> {fmt(after['both_right'])} "
             f"{gain:+.3f} [{low:+.3f}, {high:+.3f}] "
             f"{fmt(before.get('a_rate'))} -> {fmt(a_rate)} {fmt(before.get('flip_rate'))} -> "
-            f"{fmt(after.get('flip_rate'))}  {'met' if met else 'not met'}"
+            f"{fmt(after.get('flip_rate'))}  {target}"
         )
     for name, s in seconds.items():
         print(f"  {name}: {s:.0f} s")

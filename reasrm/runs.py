@@ -312,6 +312,7 @@ class Progress:
 
             self._bar = tqdm(total=total, desc=desc, unit=unit)
         self._started = self._logged = time.monotonic()
+        self._logged_done = 0
 
     def update(self, n: int = 1) -> None:
         n = n if self.total is None else min(n, self.total - self.done)
@@ -326,7 +327,7 @@ class Progress:
         self.update(done - self.done)
 
     def _line(self) -> None:
-        self._logged = time.monotonic()
+        self._logged, self._logged_done = time.monotonic(), self.done
         rate = self.done / max(self._logged - self._started, 1e-9)
         of = "" if self.total is None else f"/{self.total}"
         log.info("%s: %d%s %ss (%.2f %s/s)", self.desc, self.done, of, self.unit, rate, self.unit)
@@ -337,8 +338,8 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self._show and exc[0] is None and self.done and time.monotonic() - self._started >= LOG_EVERY:
-            self._line()
+        elif self._show and exc[0] is None and self.done != self._logged_done and self._logged != self._started:
+            self._line()  # the last count, after periodic lines
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -448,6 +448,18 @@ def _correct(pair: Pair, answer: str) -> bool:
     if family == "comparison":
         a, b = re.match(r"Which is larger, ([\d.]+) or ([\d.]+)\?", question).groups()
         return answer == f"{max(a, b, key=float)} is larger."
+    if family == "minimum":
+        a, b = re.match(r"Which is smaller, (\d+) or (\d+)\?", question).groups()
+        return answer == f"{min(a, b, key=int)} is smaller."
+    if family == "successor":
+        (n,) = re.match(r"What number comes right after (\d+)\?", question).groups()
+        return answer == f"{int(n) + 1} comes after {n}."
+    if family == "tens_digit":
+        (n,) = re.match(r"What is the tens digit of (\d+)\?", question).groups()
+        return answer == f"The tens digit of {n} is {int(n) // 10 % 10}."
+    if family == "parity":
+        (n,) = re.match(r"Is (\d+) even or odd\?", question).groups()
+        return answer == f"{n} is {'odd' if int(n) % 2 else 'even'}."
     expression = question.split("\n", 1)[1]
     allowed = {"len": len, "sum": sum, "range": range, "max": max, "min": min, "sorted": sorted}
     value = eval(expression, {"__builtins__": allowed})

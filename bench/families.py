@@ -10,8 +10,8 @@ student copies into its ``<solution>`` (``comparison``: which is larger; ``minim
 ``successor``: the number after n; ``tens_digit``: the tens digit of n; ``parity``: even or odd). Through the
 project's own commands only, with the shipped defaults: ``reasrm distill stages/distill.yaml`` on the family
 (its held-out validation before and after SFT), then ``reasrm rl stages/rl.yaml`` from that checkpoint on
-each seed. Every validation (100 held-out pairs of the family, both orders, greedy) reports the judge's
-``<solution>`` naming the chosen response (``solution``), its verdict following its own solution
+each seed. Every validation (up to 100 held-out pairs of the family, tens_digit has 71; both orders, greedy)
+reports the judge's ``<solution>`` naming the chosen response (``solution``), its verdict following its own solution
 (``follows``), right in both orders, the A-rate and the flip rate (``reasrm.training.validation``). The
 table: per family the stage-one figures, and per seed the gain in right-in-both-orders with a paired
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
@@ -88,10 +88,10 @@ def main() -> None:
                 )
             after = measured(run)
             rows.append((family, f"rl seed {seed}", after["before"], after["after"]))
-    print(f"\n{len(rows)} runs; per family 100 held-out pairs in both orders, greedy")
+    print(f"\n{len(rows)} runs; per family its held-out pairs (up to 100) in both orders, greedy")
     print(
-        f"  {'family':<12} {'run':<12} {'solution':>9} {'follows':>15} {'both-right':>15} {'gain, 95% CI':>26} "
-        f"{'A-rate':>15} {'flip':>15}  target"
+        f"  {'family':<12} {'run':<12} {'pairs':>5} {'solution':>9} {'follows':>15} {'both-right':>15} "
+        f"{'gain, 95% CI':>26} {'A-rate':>15} {'flip':>15}  target"
     )
     for family, name, before, after in rows:
         gain, low, high = paired_gain(before["right"], after["right"])
@@ -101,7 +101,7 @@ def main() -> None:
         met = met and abs(a_rate - 0.5) <= 0.15 and flip_lower
         target = "-" if name == "stage one" else "met" if met else "not met"
         print(
-            f"  {family:<12} {name:<12} {fmt(after.get('solution_right')):>9} "
+            f"  {family:<12} {name:<12} {after['pairs']:>5} {fmt(after.get('solution_right')):>9} "
             f"{fmt(before.get('follows'))} -> {fmt(after.get('follows'))} "
             f"{fmt(before['both_right'])} -> {fmt(after['both_right'])} "
             f"{gain:+.3f} [{low:+.3f}, {high:+.3f}] "

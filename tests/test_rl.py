@@ -8,7 +8,7 @@ from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError
 from reasrm.training.rewards import REWARDS, consistency_reward, format_score
-from reasrm.training.rl import RLConfig, constant_slot, grpo_rows
+from reasrm.training.rl import RLConfig, constant_slot, grpo_rows, start_warnings
 
 A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
 B = A.replace("[[A]]", "[[B]]")
@@ -72,6 +72,24 @@ def test_consistency_moves_advantages_only_across_groups():
     # time gains more over its wrong "B" (its partners are all right) than verdict alone gives it.
     batch, plain = advantages(*shipped, "batch"), advantages(*verdict_only, "batch")
     assert batch[0] - batch[2] > plain[0] - plain[2] + 0.1
+
+
+def test_balance_pulls_a_leaning_judge_back_only_under_batch_scaling():
+    # A judge leaning to "B" (A-rate 0.25): right on 2 of 4 samples in order AB (label A), on 4 of 4 in BA.
+    completions = [A, A, B, B, B, B, B, B]
+    label, pair, order = list("AAAABBBB"), ["p"] * 8, ["AB"] * 4 + ["BA"] * 4
+
+    def advantages(names, weights, scale):
+        scores = [REWARDS[n](None, completions, label=label, pair=pair, order=order) for n in names]
+        return _advantages([sum(w * s[i] for w, s in zip(weights, scores, strict=True)) for i in range(8)], 4, scale)
+
+    shipped = (["verdict", "consistency", "format"], [1.0, 0.5, 0.1])
+    balanced = (["verdict", "consistency", "format", "balance"], [1.0, 0.5, 0.1, 1.0])
+    # Group scaling: each group's completions take two reward values, and its share right alone sets them.
+    assert advantages(*balanced, "group").tolist() == pytest.approx(advantages(*shipped, "group").tolist(), abs=1e-3)
+    # Batch scaling keeps the gap: the minority slot's verdicts gain, the leaning slot's lose.
+    batch, plain = advantages(*balanced, "batch"), advantages(*shipped, "batch")
+    assert batch[0] > plain[0] and batch[2] < plain[2]
 
 
 @pytest.mark.parametrize(
@@ -230,6 +248,34 @@ def _rl(tiny_model, tmp_path, *overrides):
 )
 def test_constant_slot_names_a_judge_blind_to_the_content(choices, chosen, constant):
     assert constant_slot(choices, chosen) == constant
+
+
+SHIPPED, BALANCED = "verdict,consistency,format", "verdict,consistency,format,balance"
+
+
+@pytest.mark.parametrize(
+    "a_rate, follows, constant, rewards, scale, warned",
+    [
+        (0.5, 0.9, None, SHIPPED, "group", []),
+        (0.12, 0.9, None, SHIPPED, "group", ["name slot B in 88% of calls", "add the balance reward"]),
+        (0.12, 0.9, None, BALANCED, "group", ["add the balance reward"]),  # group scaling: it changes nothing
+        (0.12, 0.9, None, BALANCED, "batch", []),
+        (0.9, 0.5, None, BALANCED, "batch", ["follows the judge's own solution in only 50%"]),
+        (0.0, 0.5, "B", SHIPPED, "group", ["ignores the content", "in only 50%"]),
+        (0.7, 0.5, None, SHIPPED, "group", []),  # within 0.5 +/- 0.25
+        (None, None, None, SHIPPED, "group", []),  # no valid verdict sampled
+    ],
+)
+def test_preflight_warns_on_a_sampled_start_that_leans_to_one_slot(a_rate, follows, constant, rewards, scale, warned):
+    weights = ",".join("1" * len(rewards.split(",")))
+    cfg = load_config(
+        "stages/rl.yaml",
+        [f"rewards=[{rewards}]", f"reward_weights=[{weights}]", f"scale_rewards={scale}"],
+        schema=RLConfig,
+    )
+    start = {"calls": 16, "valid": 16, "a_rate": a_rate, "right": 0.5, "follows": follows, "constant": constant}
+    text = " | ".join(start_warnings(start, cfg))
+    assert all(w in text for w in warned) and bool(text) == bool(warned), text
 
 
 def test_preflight_refuses_a_model_that_writes_no_verdict(tiny_model, tmp_path):
@@ -443,3 +489,19 @@ def test_solution_reward_pays_a_solution_that_names_the_labelled_response(comple
     from reasrm.training.rewards import solution_reward
 
     assert solution_reward([None], [completion], [label], ["83 is larger."], ["47 is larger."]) == [expected]
+
+
+def test_balance_reward_pulls_a_leaning_batch_back_to_its_labels():
+    """Labels half A: three "B" verdicts and one "A" lean 0.25 to B, so each "A" earns +0.5 and each "B" -0.5,
+    right or wrong; a completion without a verdict earns 0; a batch at its label balance earns 0."""
+    from reasrm.training.rewards import balance_reward
+
+    def said(choice):
+        return f"<eval>x</eval><answer>[[{choice}]]</answer>"
+
+    leaning = [said("A"), said("B"), said("B"), said("B")]
+    assert balance_reward([None] * 4, leaning, list("ABAB")) == pytest.approx([0.5, -0.5, -0.5, -0.5])
+    with_invalid = balance_reward([None] * 5, [*leaning, "no verdict"], list("ABABA"))
+    assert with_invalid == pytest.approx([0.7, -0.7, -0.7, -0.7, 0.0])  # labels 0.6 A, verdicts 0.25 A
+    assert balance_reward([None] * 4, [said(c) for c in "ABBA"], list("ABAB")) == [0.0] * 4
+    assert balance_reward([None] * 2, ["x", "y"], ["A", "B"]) == [0.0, 0.0]

@@ -311,10 +311,8 @@ def judged(model, tokenizer, prompt, jobs, settings, both_orders: bool = False) 
 def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
     """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
     twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
-    valid verdict ends is longer than ``max_completion_length``. Report the start's A-rate and how often its
-    verdict follows its own ``<solution>``, and warn when every verdict names one slot, or when the A-rate
-    is far from balance while the verdict does not follow the solution: the start whose verdict ignores its
-    reasoning is the one stage two has not moved (docs/findings.md)."""
+    valid verdict ends is longer than ``max_completion_length``. Then sample the same pairs in both orders as
+    the rollouts will (:func:`sampled_start`) and log what that start says (:func:`start_warnings`)."""
     from reasrm.backends import GenerationConfig
 
     sample = random.Random(cfg.seed).sample(jobs, min(cfg.preflight_pairs, len(jobs)))
@@ -338,39 +336,6 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"prompts (statuses: {statuses}; {room} tokens of room): every reward would be -1 and GRPO would learn "
             "nothing. Distill it first (reasrm distill), or set preflight=false"
         )
-    from reasrm.training.validation import solution_slot
-
-    choices = [v.choice for v in verdicts if v.ok]
-    a_rate = choices.count("A") / len(choices)
-    named = [
-        (v.choice, solution_slot(v.solution, *_responses(pair, c.chosen_slot)))
-        for (pair, _), c, v in zip(sample, calls, verdicts, strict=True)
-        if v.ok
-    ]
-    decided = [(choice, slot) for choice, slot in named if slot is not None]
-    follows = sum(choice == slot for choice, slot in decided) / len(decided) if decided else None
-    log.info(
-        "preflight: the start's A-rate %.2f; its verdict follows its own solution in %s of calls",
-        a_rate,
-        "-" if follows is None else f"{follows:.2f}",
-    )
-    if follows is not None and follows < 0.75 and abs(a_rate - 0.5) > 0.25 and cfg.both_orders:
-        log.warning(
-            "preflight: the start names slot %s in %.0f%% of calls and its verdict follows its own solution in only "
-            "%.0f%%: stage two has not moved such a start (docs/findings.md); distill with both_orders=true first",
-            "A" if a_rate > 0.5 else "B",
-            100 * max(a_rate, 1 - a_rate),
-            100 * follows,
-        )
-    constant = constant_slot(choices, [c.chosen_slot for c in calls])
-    if constant and cfg.both_orders:
-        log.warning(
-            "preflight: every valid verdict named slot %s, whichever response was chosen: the verdict "
-            "ignores the content. Both orders cancel the pull on the slot, and on the whole demo mix such "
-            "a judge stayed constant through RL (docs/findings.md); distill it further, or try "
-            "both_orders=false",
-            constant,
-        )
     if max(lengths) > cfg.max_completion_length:
         need = -(-max(lengths) * 5 // 4 // 16) * 16
         raise ReasrmConfigError(
@@ -378,6 +343,78 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
             f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
         )
+    for warning in start_warnings(sampled_start(model, tokenizer, prompt, sample, cfg), cfg):
+        log.warning("preflight: %s", warning)
+
+
+def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
+    """What the first rollouts will see: the preflight's pairs in both slot orders, sampled as GRPO samples
+    (``temperature``, ``max_completion_length``): the A-rate of the valid verdicts (the labels are half A),
+    the share right, the share whose verdict follows the judge's own ``<solution>`` (None when no solution
+    names a response), and whether the verdict named one slot whichever response was chosen."""
+    from reasrm.backends import GenerationConfig
+    from reasrm.training.validation import solution_slot
+
+    settings = GenerationConfig(
+        max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed, batch_size=32
+    )
+    calls = [
+        (pair, c)
+        for (pair, _), j in zip(sample, judged(model, tokenizer, prompt, sample, settings, True), strict=True)
+        for c in j.calls
+    ]
+    valid = [(pair, c, v) for pair, c in calls if (v := parse_verdict(c.text, mode="strict")).ok]
+    choices = [v.choice for _, _, v in valid]
+    named = [(v.choice, solution_slot(v.solution, *_responses(pair, c.chosen_slot))) for pair, c, v in valid]
+    decided = [(choice, slot) for choice, slot in named if slot is not None]
+    start = {
+        "calls": len(calls),
+        "valid": len(valid),
+        "a_rate": choices.count("A") / len(choices) if choices else None,
+        "right": sum(v.choice == c.chosen_slot for _, c, v in valid) / len(calls) if calls else 0.0,
+        "follows": sum(choice == slot for choice, slot in decided) / len(decided) if decided else None,
+        "constant": constant_slot(choices, [c.chosen_slot for _, c, _ in valid]),
+    }
+    log.info(
+        "preflight: sampled as the rollouts are (temperature %s, both orders, %d calls): A-rate %s, right %.2f, "
+        "verdict follows its own solution in %s",
+        cfg.temperature,
+        start["calls"],
+        "-" if start["a_rate"] is None else f"{start['a_rate']:.2f}",
+        start["right"],
+        "-" if start["follows"] is None else f"{start['follows']:.2f}",
+    )
+    return start
+
+
+def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
+    """What the sampled start says about the run (:func:`sampled_start`): a verdict that ignores the content
+    (one slot whatever was chosen), a lean to one slot (with group-scaled advantages the verdict and
+    consistency rewards cancel their pull on the slot inside each group, and such a start has drifted to a
+    constant verdict, docs/findings.md), a lean whose verdict does not follow its own solution."""
+    warnings = []
+    a_rate, follows = start["a_rate"], start["follows"]
+    if a_rate is None:
+        return warnings
+    slot, share = ("A", a_rate) if a_rate > 0.5 else ("B", 1 - a_rate)
+    if start["constant"] and cfg.both_orders:
+        warnings.append(
+            f"every valid verdict named slot {start['constant']}, whichever response was chosen: the verdict "
+            "ignores the content, and on the whole demo mix such a judge stayed constant through RL "
+            "(docs/findings.md); distill it further, or try both_orders=false"
+        )
+    elif share > 0.75 and ("balance" not in cfg.rewards or cfg.scale_rewards == "group"):
+        warnings.append(
+            f"the sampled verdicts name slot {slot} in {share:.0%} of calls; the rewards here cancel their pull on "
+            "the slot inside each group, and such a start has drifted to a constant verdict (docs/findings.md): "
+            "add the balance reward with scale_rewards=batch (docs/training.md)"
+        )
+    if follows is not None and follows < 0.75 and share > 0.75 and cfg.both_orders:
+        warnings.append(
+            f"the verdict follows the judge's own solution in only {follows:.0%} of sampled calls: stage two has "
+            "not moved such a start (docs/findings.md); distill with both_orders=true first"
+        )
+    return warnings
 
 
 def _responses(pair, chosen_slot: str) -> tuple[str, str]:

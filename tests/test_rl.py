@@ -53,42 +53,34 @@ def _advantages(rewards, num_generations, scale):
     return (rewards - mean) / (std + 1e-4)
 
 
-def test_consistency_moves_advantages_only_across_groups():
-    # A judge leaning to "B" on one pair: right on 2 of 4 samples with the chosen response in A (order AB),
-    # on 4 of 4 in B (order BA). The shipped weights, every completion well-formed.
+def _leaning(names, weights, scale):
+    """TRL's advantages for a judge leaning to "B" on one pair (A-rate 0.25): right on 2 of 4 samples with the
+    chosen response in A (order AB), on 4 of 4 in B (order BA); every completion well-formed."""
     completions = [A, A, B, B, B, B, B, B]
     label, pair, order = list("AAAABBBB"), ["p"] * 8, ["AB"] * 4 + ["BA"] * 4
+    scores = [REWARDS[n](None, completions, label=label, pair=pair, order=order) for n in names]
+    return _advantages([sum(w * s[i] for w, s in zip(weights, scores, strict=True)) for i in range(8)], 4, scale)
 
-    def advantages(names, weights, scale):
-        scores = [REWARDS[n](None, completions, label=label, pair=pair, order=order) for n in names]
-        return _advantages([sum(w * s[i] for w, s in zip(weights, scores, strict=True)) for i in range(8)], 4, scale)
 
+def test_consistency_moves_advantages_only_across_groups():
     shipped, verdict_only = (["verdict", "consistency", "format"], [1.0, 0.5, 0.1]), (["verdict"], [1.0])
     # Per group a completion is right or wrong, so consistency only widens the gap between the two reward
     # levels, and dividing by the group's std takes it out again: with scale_rewards: group it changes nothing.
-    grouped = advantages(*shipped, "group").tolist()
-    assert grouped == pytest.approx(advantages(*verdict_only, "group").tolist(), abs=1e-3)
+    grouped = _leaning(*shipped, "group").tolist()
+    assert grouped == pytest.approx(_leaning(*verdict_only, "group").tolist(), abs=1e-3)
     # Across groups it acts: under batch scaling the right "A" of the order the judge gets wrong half the
     # time gains more over its wrong "B" (its partners are all right) than verdict alone gives it.
-    batch, plain = advantages(*shipped, "batch"), advantages(*verdict_only, "batch")
+    batch, plain = _leaning(*shipped, "batch"), _leaning(*verdict_only, "batch")
     assert batch[0] - batch[2] > plain[0] - plain[2] + 0.1
 
 
 def test_balance_pulls_a_leaning_judge_back_only_under_batch_scaling():
-    # A judge leaning to "B" (A-rate 0.25): right on 2 of 4 samples in order AB (label A), on 4 of 4 in BA.
-    completions = [A, A, B, B, B, B, B, B]
-    label, pair, order = list("AAAABBBB"), ["p"] * 8, ["AB"] * 4 + ["BA"] * 4
-
-    def advantages(names, weights, scale):
-        scores = [REWARDS[n](None, completions, label=label, pair=pair, order=order) for n in names]
-        return _advantages([sum(w * s[i] for w, s in zip(weights, scores, strict=True)) for i in range(8)], 4, scale)
-
     shipped = (["verdict", "consistency", "format"], [1.0, 0.5, 0.1])
     balanced = (["verdict", "consistency", "format", "balance"], [1.0, 0.5, 0.1, 1.0])
     # Group scaling: each group's completions take two reward values, and its share right alone sets them.
-    assert advantages(*balanced, "group").tolist() == pytest.approx(advantages(*shipped, "group").tolist(), abs=1e-3)
+    assert _leaning(*balanced, "group").tolist() == pytest.approx(_leaning(*shipped, "group").tolist(), abs=1e-3)
     # Batch scaling keeps the gap: the minority slot's verdicts gain, the leaning slot's lose.
-    batch, plain = advantages(*balanced, "batch"), advantages(*shipped, "batch")
+    batch, plain = _leaning(*balanced, "batch"), _leaning(*shipped, "batch")
     assert batch[0] > plain[0] and batch[2] < plain[2]
 
 

@@ -3,7 +3,7 @@
     python bench/families.py                              # five two-digit families x 3 seeds (~10 h on 2 cores)
     python bench/families.py --families minimum --seeds 0 # one family, one seed
     python bench/families.py --stage-one-only             # what stage one leaves on each family (~5 min each)
-    python bench/families.py --distill both_orders=true   # a stage-one variant, the same RL after it
+    python bench/families.py --distill both_orders=false  # a stage-one variant, the same RL after it
 
 Every family is learnable by construction at level 1: two-digit questions whose worked reference the 135M
 student copies into its ``<solution>`` (``comparison``: which is larger; ``minimum``: which is smaller;

@@ -128,6 +128,7 @@ def main() -> None:
             "stages/distill.yaml",
             data,
             f"limit={args.chains}",
+            "both_orders=false",  # one order leaves stage two something to teach on this family
             f"validation_pairs={args.pairs}",
             f"validation_max_new_tokens={length}",
             f"output={out / 'distill'}",

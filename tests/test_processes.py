@@ -89,6 +89,7 @@ def test_distill_with_a_model_teacher_under_two_processes(tiny_model, verdict_mo
             f"model={tiny_model}",
             "recipe_params={n: 60}",
             "limit=12",
+            "both_orders=false",  # one teacher request per pair
             "teacher.backend=hf",
             f"teacher.model={verdict_model}",
             "teacher.hint_pass=false",

@@ -230,8 +230,8 @@ def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):
     assert (card.prompt_format, card.rubric_pack, card.rubric_version) == ("compact", "support", 1)
     assert card.data_recipe == "support" and len(card.config_digest) == 16
     chains = [json.loads(line) for line in (final.parent / "chains.jsonl").read_text().splitlines()]
-    assert len(chains) == 4 and all(c["kept"] for c in chains)
-    assert sorted(c["chosen_slot"] for c in chains) == ["A", "A", "B", "B"]  # balanced slots
+    assert len(chains) == 8 and all(c["kept"] for c in chains)  # 4 pairs, each in both slot orders
+    assert sorted(c["chosen_slot"] for c in chains) == ["A"] * 4 + ["B"] * 4
 
     overrides = [
         f"model={final}",
@@ -351,7 +351,7 @@ def test_teacher_chains_are_trained_on_by_distill_resume(tiny_model, tmp_path):
     ]
     assert main(["teacher", *args]) == 0
     path = tmp_path / "distill" / "chains.jsonl"
-    assert len(path.read_text().splitlines()) == 4 and (tmp_path / "distill" / "distill.yaml").is_file()
+    assert len(path.read_text().splitlines()) == 8 and (tmp_path / "distill" / "distill.yaml").is_file()  # both orders
     # Mark one chain: a teacher asked again would write it afresh, without the mark.
     marked = path.read_text().replace("</eval>", "(kept from the teacher run)</eval>", 1)
     path.write_text(marked)

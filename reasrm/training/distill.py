@@ -69,7 +69,7 @@ class DistillConfig:
     both_orders: bool = option(
         "Train on each pair in both slot orders (two chains per pair, the chosen response once in each slot): "
         "the same words then lead to A in one example and to B in the other.",
-        False,
+        True,
     )
     teacher: TeacherConfig = option("Where the chains come from.", factory=TeacherConfig)
     output: str = option("Output folder: chains.jsonl, checkpoints, final/ (the judge).", "runs/distill")

@@ -242,29 +242,25 @@ def test_constant_slot_names_a_judge_blind_to_the_content(choices, chosen, const
     assert constant_slot(choices, chosen) == constant
 
 
-SHIPPED, BALANCED = "verdict,consistency,format", "verdict,consistency,format,balance"
+WITHOUT, WITH = "verdict,consistency,format", "verdict,consistency,format,solution"
 
 
 @pytest.mark.parametrize(
-    "a_rate, follows, constant, rewards, scale, warned",
+    "a_rate, follows, constant, rewards, warned",
     [
-        (0.5, 0.9, None, SHIPPED, "group", []),
-        (0.12, 0.9, None, SHIPPED, "group", ["name slot B in 88% of calls", "add the balance reward"]),
-        (0.12, 0.9, None, BALANCED, "group", ["add the balance reward"]),  # group scaling: it changes nothing
-        (0.12, 0.9, None, BALANCED, "batch", []),
-        (0.9, 0.5, None, BALANCED, "batch", ["follows the judge's own solution in only 50%"]),
-        (0.0, 0.5, "B", SHIPPED, "group", ["ignores the content", "in only 50%"]),
-        (0.7, 0.5, None, SHIPPED, "group", []),  # within 0.5 +/- 0.25
-        (None, None, None, SHIPPED, "group", []),  # no valid verdict sampled
+        (0.5, 0.9, None, WITHOUT, []),
+        (0.34, 0.9, None, WITHOUT, ["name slot B in 66% of calls", "add solution to rewards"]),
+        (0.34, 0.9, None, WITH, []),
+        (0.34, None, None, WITHOUT, []),  # no solution to reward: the pairs are not of that kind
+        (0.9, 0.5, None, WITH, ["follows the judge's own solution in only 50%"]),
+        (0.0, 0.5, "B", WITH, ["ignores the content", "in only 50%"]),
+        (0.7, 0.5, None, WITH, []),  # within 0.5 +/- 0.25
+        (None, None, None, WITHOUT, []),  # no valid verdict sampled
     ],
 )
-def test_preflight_warns_on_a_sampled_start_that_leans_to_one_slot(a_rate, follows, constant, rewards, scale, warned):
+def test_preflight_warns_on_a_sampled_start_that_leans_to_one_slot(a_rate, follows, constant, rewards, warned):
     weights = ",".join("1" * len(rewards.split(",")))
-    cfg = load_config(
-        "stages/rl.yaml",
-        [f"rewards=[{rewards}]", f"reward_weights=[{weights}]", f"scale_rewards={scale}"],
-        schema=RLConfig,
-    )
+    cfg = load_config("stages/rl.yaml", [f"rewards=[{rewards}]", f"reward_weights=[{weights}]"], schema=RLConfig)
     start = {"calls": 16, "valid": 16, "a_rate": a_rate, "right": 0.5, "follows": follows, "constant": constant}
     text = " | ".join(start_warnings(start, cfg))
     assert all(w in text for w in warned) and bool(text) == bool(warned), text

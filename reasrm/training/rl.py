@@ -389,9 +389,9 @@ def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
 
 def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
     """What the sampled start says about the run (:func:`sampled_start`): a verdict that ignores the content
-    (one slot whatever was chosen), a lean to one slot (with group-scaled advantages the verdict and
-    consistency rewards cancel their pull on the slot inside each group, and such a start has drifted to a
-    constant verdict, docs/findings.md), a lean whose verdict does not follow its own solution."""
+    (one slot whatever was chosen); a lean to one slot without the ``solution`` reward (the verdict and
+    consistency rewards cancel their pull on the slot between a pair's two orders, and such a start has
+    drifted to a constant verdict); a lean whose verdict does not follow its own solution (docs/findings.md)."""
     warnings = []
     a_rate, follows = start["a_rate"], start["follows"]
     if a_rate is None:
@@ -403,11 +403,11 @@ def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
             "ignores the content, and on the whole demo mix such a judge stayed constant through RL "
             "(docs/findings.md); distill it further, or try both_orders=false"
         )
-    elif share > 0.75 and ("balance" not in cfg.rewards or cfg.scale_rewards == "group"):
+    elif share > 0.6 and follows is not None and "solution" not in cfg.rewards:
         warnings.append(
-            f"the sampled verdicts name slot {slot} in {share:.0%} of calls; the rewards here cancel their pull on "
-            "the slot inside each group, and such a start has drifted to a constant verdict (docs/findings.md): "
-            "add the balance reward with scale_rewards=batch (docs/training.md)"
+            f"the sampled verdicts name slot {slot} in {share:.0%} of calls, and without the solution reward nothing "
+            "but the KL holds the slot: such a start (B in 66%) drifted to a constant verdict (docs/findings.md); "
+            "add solution to rewards"
         )
     if follows is not None and follows < 0.75 and share > 0.75 and cfg.both_orders:
         warnings.append(

@@ -11,7 +11,7 @@
 
 Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
-  ours    both slot orders in every batch, rewards [verdict, consistency, format] (the shipped default);
+  ours    both slot orders in every batch, rewards [verdict, consistency, format, solution] (the shipped default);
   rm-r1   one slot order per pair (balanced, shuffled), the verdict reward alone (RM-R1's way).
 Each RL run validates the starting checkpoint and the trained judge on the same ``--pairs`` held-out pairs
 in both orders (greedy, strict verdicts). Prints, per task family and for the whole mix: right in both

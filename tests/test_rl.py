@@ -190,7 +190,7 @@ def test_rl_config_problems_name_their_keys(capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "reward_weights: gives 1 weights for 3 rewards (verdict, consistency, format)" in err
+    assert "reward_weights: gives 1 weights for 4 rewards (verdict, consistency, format, solution)" in err
     assert "filter_pass_rate: must be [low, high] with 0 <= low <= high <= 1, got [0.9, 0.1]" in err
     assert "loss_type: must be one of dapo, grpo, dr_grpo, bnpo, got 'ppo'" in err
     assert "scale_rewards: must be one of group, batch, none, got 'std'" in err

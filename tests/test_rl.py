@@ -74,16 +74,6 @@ def test_consistency_moves_advantages_only_across_groups():
     assert batch[0] - batch[2] > plain[0] - plain[2] + 0.1
 
 
-def test_balance_pulls_a_leaning_judge_back_only_under_batch_scaling():
-    shipped = (["verdict", "consistency", "format"], [1.0, 0.5, 0.1])
-    balanced = (["verdict", "consistency", "format", "balance"], [1.0, 0.5, 0.1, 1.0])
-    # Group scaling: each group's completions take two reward values, and its share right alone sets them.
-    assert _leaning(*balanced, "group").tolist() == pytest.approx(_leaning(*shipped, "group").tolist(), abs=1e-3)
-    # Batch scaling keeps the gap: the minority slot's verdicts gain, the leaning slot's lose.
-    batch, plain = _leaning(*balanced, "batch"), _leaning(*shipped, "batch")
-    assert batch[0] > plain[0] and batch[2] < plain[2]
-
-
 @pytest.mark.parametrize(
     ("text", "score"),
     [
@@ -477,19 +467,3 @@ def test_solution_reward_pays_a_solution_that_names_the_labelled_response(comple
     from reasrm.training.rewards import solution_reward
 
     assert solution_reward([None], [completion], [label], ["83 is larger."], ["47 is larger."]) == [expected]
-
-
-def test_balance_reward_pulls_a_leaning_batch_back_to_its_labels():
-    """Labels half A: three "B" verdicts and one "A" lean 0.25 to B, so each "A" earns +0.5 and each "B" -0.5,
-    right or wrong; a completion without a verdict earns 0; a batch at its label balance earns 0."""
-    from reasrm.training.rewards import balance_reward
-
-    def said(choice):
-        return f"<eval>x</eval><answer>[[{choice}]]</answer>"
-
-    leaning = [said("A"), said("B"), said("B"), said("B")]
-    assert balance_reward([None] * 4, leaning, list("ABAB")) == pytest.approx([0.5, -0.5, -0.5, -0.5])
-    with_invalid = balance_reward([None] * 5, [*leaning, "no verdict"], list("ABABA"))
-    assert with_invalid == pytest.approx([0.7, -0.7, -0.7, -0.7, 0.0])  # labels 0.6 A, verdicts 0.25 A
-    assert balance_reward([None] * 4, [said(c) for c in "ABBA"], list("ABAB")) == [0.0] * 4
-    assert balance_reward([None] * 2, ["x", "y"], ["A", "B"]) == [0.0, 0.0]

@@ -20,16 +20,6 @@ step). The GRPO dataset of ``reasrm rl`` has these columns: ``label`` (the chose
   with the two responses, ``reasrm.training.validation.solution_slot``), -1 when it names the other, 0
   without a solution that names one. Verifiable (the label decides), so the reasoning cannot drift toward a
   slot-biased verdict to agree with it. It reads the ``response_a``/``response_b`` columns of the rows.
-- ``balance``: a pull toward the batch's own label balance: a completion whose verdict names slot X earns
-  ``2 * (share of the batch's labels that are X - share of its valid verdicts that name X)``, 0 without a
-  verdict. At the label balance it pays nothing; a batch whose verdicts lean to one slot pays the other slot's
-  verdicts and charges the leaning slot's, in proportion to the lean. Every other reward here cancels its
-  pull on the slot between the pair's two orders, so nothing but the KL holds a start that samples one slot
-  more often, and such a start has drifted to a constant verdict (docs/findings.md). It needs advantages
-  that keep reward gaps (``scale_rewards: batch`` or ``none``): under ``group`` scaling a group whose
-  completions take two reward values gets advantages from its share right alone, and this term (at weight
-  1 or less, with both orders, it never lifts a wrong verdict's reward above a right one's) changes nothing.
-  It reads the batch on each process (``both_orders`` keeps a pair on one rank).
 """
 
 from __future__ import annotations
@@ -121,20 +111,9 @@ def solution_reward(prompts, completions, label, response_a, response_b, **kwarg
     ]
 
 
-def balance_reward(prompts, completions, label, **kwargs) -> list[float]:
-    """Twice the label share minus the verdict share of the slot each verdict names (module docstring)."""
-    choices = [v.choice for v in _verdicts(completions)]
-    named = [c for c in choices if c is not None]
-    if not named:
-        return [0.0] * len(choices)
-    lean = {slot: label.count(slot) / len(label) - named.count(slot) / len(named) for slot in ("A", "B")}
-    return [0.0 if c is None else 2 * lean[c] for c in choices]
-
-
 REWARDS = {
     "verdict": verdict_reward,
     "consistency": consistency_reward,
     "format": format_reward,
     "solution": solution_reward,
-    "balance": balance_reward,
 }

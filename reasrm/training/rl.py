@@ -109,7 +109,8 @@ class RLConfig:
     rubric: str | None = option("Rubric pack forced on every pair; null = each pair's, else the card's.", None)
     both_orders: bool = option("Every pair in both slot orders, as adjacent prompts of one generation batch.", True)
     rewards: list[str] = option(
-        f"Reward functions by name: any of {', '.join(REWARDS)}.", factory=lambda: ["verdict", "consistency", "format", "solution"]
+        f"Reward functions by name: any of {', '.join(REWARDS)}.",
+        factory=lambda: ["verdict", "consistency", "format", "solution"],
     )
     reward_weights: list[float] | None = option(
         "One weight per reward (null = 1.0 each).", factory=lambda: [1.0, 0.5, 0.1, 0.5]

@@ -489,6 +489,7 @@ def test_teacher_killed_mid_run_resends_only_unanswered_requests(tiny_model, tmp
             "teacher.concurrency=2",
             "teacher.generation.max_new_tokens=48",
             "limit=40",
+            "both_orders=false",  # one request per pair and pass
             f"output={output}",
             *extra,
         ]

@@ -256,6 +256,22 @@ def test_preflight_warns_on_a_sampled_start_that_leans_to_one_slot(a_rate, follo
     assert all(w in text for w in warned) and bool(text) == bool(warned), text
 
 
+@pytest.mark.slow  # the verdict model trains for a while on 2 cores
+def test_sampled_start_reads_each_preflight_pair_in_both_orders(verdict_model, tmp_path):
+    """The preflight's sampled pass on a real model whose every chain names "A": each pair judged in both
+    orders at the training temperature, the verdicts read against their slots, the content-blind judge named."""
+    from reasrm.models import load_model, load_tokenizer
+    from reasrm.training.common import training_jobs
+    from reasrm.training.rl import judge_prompt, read_card, sampled_start
+
+    cfg = _rl(verdict_model, tmp_path, "max_completion_length=48")
+    prompt = judge_prompt(cfg.model, read_card(cfg.model), cfg.prompt_format, cfg.rubric)
+    sample = training_jobs(cfg.recipe, cfg.recipe_params, 3, cfg.seed)
+    start = sampled_start(load_model(cfg.model), load_tokenizer(cfg.model), prompt, sample, cfg)
+    assert start == {"calls": 6, "valid": 6, "a_rate": 1.0, "right": 0.5, "follows": None, "constant": "A"}
+    assert "ignores the content" in start_warnings(start, cfg)[0]
+
+
 def test_preflight_refuses_a_model_that_writes_no_verdict(tiny_model, tmp_path):
     from reasrm.training.rl import run
 

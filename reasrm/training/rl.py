@@ -344,8 +344,10 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
             f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
         )
-    for warning in start_warnings(sampled_start(model, tokenizer, prompt, sample, cfg), cfg):
-        log.warning("preflight: %s", warning)
+    warnings = start_warnings(sampled_start(model, tokenizer, prompt, sample, cfg), cfg)  # every rank samples
+    if processes.is_main():
+        for warning in warnings:
+            log.warning("preflight: %s", warning)
 
 
 def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:

@@ -142,6 +142,9 @@ def test_rl_with_validation_every_step_under_two_processes(verdict_model, tmp_pa
     assert log.count("global batch per optimizer step: 8 completions, 4 prompts, 2 pairs (4 per device") == 1
     assert log.count("trained judge:") == 1 and log.count("validation at step 3:") == 1
     assert log.count("sampled training prompts got a valid verdict") == 1 and (out / "curves.png").is_file()
+    # The preflight's sampled pass: every rank samples its share, the report and the warning come once.
+    assert log.count("preflight: sampled as the rollouts are") == 1
+    assert log.count("whichever response was chosen: the verdict ignores the content") == 1
 
 
 def losses(folder: Path) -> list[float]:

@@ -350,20 +350,28 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             log.warning("preflight: %s", warning)
 
 
+SAMPLED_READINGS = 4  # samples of each pair and order: one each read 3 to 11 of 16 right on the same pairs
+
+
 def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
-    """What the first rollouts will see: the preflight's pairs in both slot orders, sampled as GRPO samples
-    (``temperature``, ``max_completion_length``): the A-rate of the valid verdicts (the labels are half A),
-    the share right, the share whose verdict follows the judge's own ``<solution>`` (None when no solution
-    names a response), and whether the verdict named one slot whichever response was chosen."""
+    """What the first rollouts will see: the preflight's pairs in both slot orders, ``SAMPLED_READINGS`` times
+    each, sampled as GRPO samples (``temperature``, ``max_completion_length``): the A-rate of the valid
+    verdicts (the labels are half A), the share right, the share whose verdict follows the judge's own
+    ``<solution>`` (None when no solution names a response), and whether the verdict named one slot whichever
+    response was chosen."""
     from reasrm.backends import GenerationConfig
     from reasrm.training.validation import solution_slot
 
     settings = GenerationConfig(
-        max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed, batch_size=32
+        max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed, batch_size=64
     )
     calls = [
         (pair, c)
-        for (pair, _), j in zip(sample, judged(model, tokenizer, prompt, sample, settings, True), strict=True)
+        for (pair, _), j in zip(
+            sample * SAMPLED_READINGS,
+            judged(model, tokenizer, prompt, sample * SAMPLED_READINGS, settings, True),
+            strict=True,
+        )
         for c in j.calls
     ]
     valid = [(pair, c, v) for pair, c in calls if (v := parse_verdict(c.text, mode="strict")).ok]
@@ -379,10 +387,11 @@ def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
         "constant": constant_slot(choices, [c.chosen_slot for _, c, _ in valid]),
     }
     log.info(
-        "preflight: sampled as the rollouts are (temperature %s, both orders, %d calls): A-rate %s, right %.2f, "
-        "verdict follows its own solution in %s",
+        "preflight: sampled as the rollouts are (temperature %s, both orders, %d calls, %d valid): A-rate %s, "
+        "right %.2f, verdict follows its own solution in %s",
         cfg.temperature,
         start["calls"],
+        start["valid"],
         "-" if start["a_rate"] is None else f"{start['a_rate']:.2f}",
         start["right"],
         "-" if start["follows"] is None else f"{start['follows']:.2f}",

@@ -16,7 +16,8 @@ reports the judge's ``<solution>`` naming the chosen response (``solution``), it
 table: per family the stage-one figures, and per seed the gain in right-in-both-orders with a paired
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
 (after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower).
-``--reuse`` takes a run whose folder already holds ``eval.json``.
+``--reuse`` takes a run whose folder already holds ``eval.json``; ``--report`` runs nothing and prints the
+table of the runs already there (and which are missing).
 """
 
 from __future__ import annotations
@@ -57,14 +58,18 @@ def main() -> None:
     parser.add_argument("--distill", action="append", default=[], metavar="KEY=VALUE", help="a distill override")
     parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE", help="an rl override")
     parser.add_argument("--reuse", action="store_true", help="keep runs whose folder already holds eval.json")
+    parser.add_argument("--report", action="store_true", help="run nothing: the table of the runs already there")
     args = parser.parse_args()
     out = Path(args.output)
     seconds: dict[str, float] = {}
-    rows = []
+    rows, missing = [], []
     for family in args.families.split(","):
         data = f"recipe_params={{n: {args.n}, families: {{{family}: 1}}, levels: [1]}}"
         distilled = out / family / "distill"
-        if not (args.reuse and (distilled / "eval.json").exists()):
+        if args.report and not (distilled / "eval.json").exists():
+            missing.append(f"{family} distill")
+            continue
+        if not (args.reuse and (distilled / "eval.json").exists()) and not args.report:
             seconds[f"{family} distill"] = reasrm(
                 "distill", "stages/distill.yaml", data, f"output={distilled}", "overwrite=true", *args.distill
             )
@@ -74,7 +79,10 @@ def main() -> None:
             continue
         for seed in args.seeds.split(","):
             run = out / family / f"rl-s{seed}"
-            if not (args.reuse and (run / "eval.json").exists()):
+            if args.report and not (run / "eval.json").exists():
+                missing.append(f"{family} rl s{seed}")
+                continue
+            if not (args.reuse and (run / "eval.json").exists()) and not args.report:
                 seconds[f"{family} rl s{seed}"] = reasrm(
                     "rl",
                     "stages/rl.yaml",
@@ -110,6 +118,8 @@ def main() -> None:
         )
     for name, s in seconds.items():
         print(f"  {name}: {s:.0f} s")
+    if missing:
+        print(f"  not run: {', '.join(missing)}")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,9 @@ def test_sampled_start_reads_each_preflight_pair_in_both_orders(verdict_model, t
     prompt = judge_prompt(cfg.model, read_card(cfg.model), cfg.prompt_format, cfg.rubric)
     sample = training_jobs(cfg.recipe, cfg.recipe_params, 3, cfg.seed)
     start = sampled_start(load_model(cfg.model), load_tokenizer(cfg.model), prompt, sample, cfg)
-    assert start == {"calls": 24, "valid": 24, "a_rate": 1.0, "right": 0.5, "follows": None, "constant": "A"}
+    assert start["calls"] == 24 and start["valid"] >= 20  # sampled at temperature 1: a chain may run out of room
+    assert start["a_rate"] == 1.0 and start["constant"] == "A" and start["follows"] is None
+    assert abs(start["right"] - 0.5) <= (24 - start["valid"]) / 24  # "A" is right in half the calls
     assert "ignores the content" in start_warnings(start, cfg)[0]
 
 

@@ -17,13 +17,16 @@ table: per family the stage-one figures, and per seed the gain in right-in-both-
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
 (after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower).
 ``--reuse`` takes a run whose folder already holds ``eval.json``; ``--report`` runs nothing and prints the
-table of the runs already there (and which are missing).
+table of the runs already there (and which are missing). A finished run keeps ``final/``, ``eval.json`` and
+its per-step log (``trainer_state.json``); its resumable ``checkpoint-*`` folders (model and optimizer, 1.6 GB
+each at 135M) are removed unless ``--keep-checkpoints``: fifteen runs would otherwise fill a small disk.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +47,15 @@ def measured(folder: Path) -> dict:
     return json.loads((folder / "eval.json").read_text(encoding="utf-8"))
 
 
+def drop_checkpoints(run: Path) -> None:
+    """Keep the last checkpoint's ``trainer_state.json`` (the per-step log) in ``run``, remove the checkpoints."""
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[-1]))
+    if checkpoints and (checkpoints[-1] / "trainer_state.json").exists():
+        shutil.copy2(checkpoints[-1] / "trainer_state.json", run / "trainer_state.json")
+    for checkpoint in checkpoints:
+        shutil.rmtree(checkpoint)
+
+
 def fmt(value, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -59,6 +71,7 @@ def main() -> None:
     parser.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE", help="an rl override")
     parser.add_argument("--reuse", action="store_true", help="keep runs whose folder already holds eval.json")
     parser.add_argument("--report", action="store_true", help="run nothing: the table of the runs already there")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoints")
     args = parser.parse_args()
     out = Path(args.output)
     seconds: dict[str, float] = {}
@@ -94,6 +107,8 @@ def main() -> None:
                     "overwrite=true",
                     *args.rl,
                 )
+                if not args.keep_checkpoints:
+                    drop_checkpoints(run)
             after = measured(run)
             rows.append((family, f"rl seed {seed}", after["before"], after["after"]))
     print(f"\n{len(rows)} runs; per family its held-out pairs (up to 100) in both orders, greedy")

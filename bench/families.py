@@ -17,9 +17,9 @@ table: per family the stage-one figures, and per seed the gain in right-in-both-
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
 (after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower).
 ``--reuse`` takes a run whose folder already holds ``eval.json``; ``--report`` runs nothing and prints the
-table of the runs already there (and which are missing). A finished run keeps ``final/``, ``eval.json`` and
-its per-step log (``trainer_state.json``); its resumable ``checkpoint-*`` folders (model and optimizer, 1.6 GB
-each at 135M) are removed unless ``--keep-checkpoints``: fifteen runs would otherwise fill a small disk.
+table of the runs already there (and which are missing). A finished run (stage one or two) keeps ``final/``,
+``eval.json`` and its per-step log (``trainer_state.json``); its resumable ``checkpoint-*`` folders (model and
+optimizer, 1.6 GB each at 135M) are removed unless ``--keep-checkpoints``: twenty runs would fill a small disk.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ def main() -> None:
             seconds[f"{family} distill"] = reasrm(
                 "distill", "stages/distill.yaml", data, f"output={distilled}", "overwrite=true", *args.distill
             )
+            if not args.keep_checkpoints:
+                drop_checkpoints(distilled)
         start = measured(distilled)
         rows.append((family, "stage one", start["before"], start["after"]))
         if args.stage_one_only:

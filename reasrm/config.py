@@ -217,6 +217,8 @@ def load_config(
         except yaml.YAMLError:
             value = raw
         set_by[key] = f"override {item!r}"
+        if isinstance(value, dict):  # a mapping given whole replaces the one below it (families={x: 1})
+            provided = [_without(d, key) for d in provided]
         provided.append(
             _checked(schema, _nest(key, value), "", lambda _key, item=item: f"override {item!r}", problems, dropped)
         )
@@ -346,6 +348,18 @@ def _has(data: dict, dotted: str) -> bool:
         else:
             data = data[part]
     return data is not None and data != MISSING
+
+
+def _without(data: dict, dotted: str) -> dict:
+    """``data`` with the value at ``dotted`` (a path of mapping keys) removed; a copy where it differs."""
+    head, _, rest = dotted.partition(".")
+    if head not in data:
+        return data
+    if not rest:
+        return {k: v for k, v in data.items() if k != head}
+    if not isinstance(data[head], dict):
+        return data
+    return {**data, head: _without(data[head], rest)}
 
 
 def _nest(dotted: str, value: Any) -> dict:

@@ -107,6 +107,23 @@ def test_overrides_apply_and_round_trip(tmp_path):
         load_config(None, ["pairs"], schema=JudgeConfig)
 
 
+def test_a_mapping_override_replaces_the_mapping_a_dotted_one_sets_a_key():
+    """``families={tens_digit: 1}`` on the demo recipe (``families: {comparison: 1}``) means tens_digit alone:
+    merged, it built a comparison + tens_digit mix where a user asked for one family."""
+    from reasrm.data.build import load_recipe
+
+    assert load_recipe("demo", ["families={tens_digit: 1}"]).sources[0].families == {"tens_digit": 1}
+    assert load_recipe("demo", ["families={'parity': 1}", "n=10"]).params["families"] == {"parity": 1}
+    cfg = load_config(None, ["pairs=in.jsonl", "output=o.jsonl", "generation={max_new_tokens: 64}"], schema=JudgeConfig)
+    assert cfg.generation.max_new_tokens == 64 and cfg.generation == type(cfg.generation)(max_new_tokens=64)
+    dotted = load_config(
+        None,
+        ["pairs=in.jsonl", "output=o.jsonl", "generation.temperature=0.5", "generation.batch_size=3"],
+        schema=JudgeConfig,
+    )
+    assert (dotted.generation.temperature, dotted.generation.batch_size) == (0.5, 3)
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "reasrm.cli", *args], capture_output=True, text=True, cwd=cwd)
 

@@ -117,16 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     processes.quiet_other_ranks()  # under a launcher the main process logs; the others only warn
     set_quiet(args.quiet)
     try:
-        return args.func(args)
+        code = args.func(args)
     except processes.ReportedOnMain:
-        return 2  # the main process printed why
+        code = 2  # the main process printed why
     except ReasrmError as e:
         for line in str(e).splitlines():
             print(f"reasrm: error: {line}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("reasrm: interrupted", file=sys.stderr)
         return 130
+    processes.close()  # an uncaught error leaves the group to the launcher: other ranks may be mid-collective
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:

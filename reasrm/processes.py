@@ -99,6 +99,18 @@ def barrier() -> None:
         state().wait_for_everyone()
 
 
+def close() -> None:
+    """Destroy this rank's process group, if the command opened one, before the interpreter exits: a gloo
+    rank that exits with its group alive can abort in teardown (``terminate called without an active
+    exception``, SIGABRT) after its work is done. Local to the rank: no collective."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class ReportedOnMain(ReasrmError):
     """The main process's step failed and it reported why; the other ranks stop quietly."""
 

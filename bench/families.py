@@ -18,7 +18,7 @@ reports the judge's ``<solution>`` naming the chosen response (``solution``), it
 (``follows``), right in both orders, the A-rate and the flip rate (``reasrm.training.validation``). The
 table: per family the stage-one figures, and per seed the gain in right-in-both-orders with a paired
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
-(after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower).
+(after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower, or 0).
 ``--reuse`` takes a run whose folder already holds ``eval.json``; ``--report`` runs nothing and prints the
 table of the runs already there (and which are missing). A finished run (stage one or two) keeps ``final/``,
 ``eval.json`` and its per-step log (``trainer_state.json``); its resumable ``checkpoint-*`` folders (model and
@@ -125,7 +125,8 @@ def main() -> None:
     )
     for family, name, before, after in rows:
         gain, low, high = paired_gain(before["right"], after["right"])
-        flip_lower = (after.get("flip_rate") or 0) < (before.get("flip_rate") or 1)
+        flip_after = after.get("flip_rate") or 0
+        flip_lower = flip_after < (before.get("flip_rate") or 1) or flip_after == 0  # none left to lower
         a_rate = after.get("a_rate")
         met = (after["both_right"] >= 0.60 or (gain >= 0.30 and low > 0)) and a_rate is not None
         met = met and abs(a_rate - 0.5) <= 0.15 and flip_lower

@@ -189,6 +189,19 @@ def test_template_chains_follow_the_strict_grammar_and_name_the_label():
             assert verdict.evaluation and (verdict.rubric or verdict.solution)
 
 
+def test_template_reasoning_chain_judges_each_quote_where_it_quotes_it():
+    """The letter is read off two local judgments, each written right after its quote, not decided at once."""
+    from reasrm.training.teacher import template_chain
+
+    pair = pair_from_dict(MATH, "t")
+    for chosen, rejected in (("A", "B"), ("B", "A")):
+        chain = template_chain(pair, pair.shown(chosen), load_pack("reasoning"), "per_quote")
+        assert parse_verdict(chain, mode="strict").choice == chosen
+        assert f"</quote_{chosen}> matches the solution." in chain
+        assert f"</quote_{rejected}> does not match the solution." in chain
+        assert chain.index(f"</quote_{rejected}>") < chain.index(f"So Chatbot {chosen} agrees with the solution")
+
+
 def test_recipe_sets_packs_per_domain_and_counts_unknown_ones(tmp_path, write_jsonl):
     from reasrm.config import load_config
     from reasrm.data.build import build, load_built

@@ -218,6 +218,8 @@ def test_teacher_sampling_settings_are_checked(capsys):
     assert "teacher.samples: 4 samples need teacher.generation.temperature > 0" in capsys.readouterr().err
     assert main([*args, "teacher.samples=2", "teacher.keep=3", "teacher.generation.temperature=1"]) == 2
     assert "teacher.keep: must be at most samples (2), got 3" in capsys.readouterr().err
+    assert main(["teacher", "stages/distill.yaml", "teacher.template_eval=each"]) == 2
+    assert "teacher.template_eval: one of joint, per_quote, got 'each'" in capsys.readouterr().err
 
 
 def test_distill_then_rl_write_judges_with_cards(tiny_model, tmp_path):

@@ -76,6 +76,7 @@ from reasrm.verdict import (
 log = logging.getLogger(__name__)
 
 TEACHER_BACKENDS = ("template", *BACKENDS)
+TEMPLATE_EVALS = ("joint", "per_quote")
 CORRECTION = (
     "(Note for the annotator, not part of the task: the evaluation above does not hold up; the better "
     "response is Chatbot {slot}. Write a new, complete evaluation of the same task in the required format "
@@ -120,6 +121,12 @@ class TeacherConfig:
         "Teacher model (hf/vllm: hub id or folder, null = the embedded default; openai: the served model's name).", None
     )
     base_url: str | None = option("openai backend: the server, e.g. http://127.0.0.1:8000/v1.", None)
+    template_eval: str = option(
+        "template backend, pairs with a reference: 'joint' (after both quotes, one sentence names the response "
+        "that agrees with the solution) or 'per_quote' (each quote judged against the solution right after it, "
+        "the letter read off those judgments).",
+        "joint",
+    )
     hint_pass: bool = option("Pass 2: re-ask failed pairs with their failed chain and the verdict (RM-R1).", True)
     samples: int = option("Chains drawn per pair per pass (rejection sampling; > 1 needs temperature > 0).", 1, ge=1)
     keep: int = option("Verified chains kept per pair (at most samples).", 1, ge=1)
@@ -149,6 +156,10 @@ class TeacherConfig:
                     f"{self.samples} samples need {prefix}generation.temperature > 0 "
                     "(greedy decoding draws the same chain every time)",
                 )
+            )
+        if self.template_eval not in TEMPLATE_EVALS:
+            problems.append(
+                (f"{prefix}template_eval", f"one of {', '.join(TEMPLATE_EVALS)}, got {self.template_eval!r}")
             )
         if self.keep > self.samples >= 1:
             problems.append((f"{prefix}keep", f"must be at most samples ({self.samples}), got {self.keep}"))
@@ -180,7 +191,7 @@ def generate_chains(
         if pending and cfg.backend == "template":  # no model: every rank writes the same chains, quickly
             with Progress(len(pending), "teacher (template)", unit="pair") as bar:
                 for pair, slots in pending:
-                    out.write(_template_record(pair, slots, prompt))
+                    out.write(_template_record(pair, slots, prompt, cfg.template_eval))
                     bar.update(1)
         elif pending:
             kwargs = {"concurrency": cfg.concurrency} if cfg.backend == "openai" else {}
@@ -212,9 +223,9 @@ def generate_chains(
     return records
 
 
-def _template_record(pair: Pair, slots: Shown, prompt: JudgePrompt) -> dict:
+def _template_record(pair: Pair, slots: Shown, prompt: JudgePrompt, evaluation: str) -> dict:
     messages = prompt.messages(pair, slots)
-    chain = template_chain(pair, slots, prompt.pack_for(pair))
+    chain = template_chain(pair, slots, prompt.pack_for(pair), evaluation)
     attempt = {"pass": 1, "sample": 0, "status": check_chain(Generation(chain, 0, 0, 0.0), slots, True)}
     return _record(pair, slots, messages, [attempt], [chain] if attempt["status"] == "ok" else [], chain)
 
@@ -401,18 +412,25 @@ def report_lines(report: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None) -> str:
+def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None, evaluation: str = "joint") -> str:
     """A chain in the RM-R1 structure built from the pair: the pack's criteria (or the shipped ``chat``
     pack's for a pair without one) or, for reasoning packs and pairs with a reference, the reference as
-    the solution; quotes of both responses; the label as the verdict."""
+    the solution; quotes of both responses; the label as the verdict. ``evaluation`` (``TEMPLATE_EVALS``,
+    reasoning chains only): ``joint`` names the response that agrees with the solution once, after both
+    quotes; ``per_quote`` judges each quote right after it and reads the letter off those judgments."""
     best = slots.chosen_slot
     if best is None:
         raise ValueError(f"pair {pair.id!r}: the template teacher needs a labelled pair")
     worse = other_slot(best)
     quote_a, quote_b = element("quote_A", _clip(slots.response_a)), element("quote_B", _clip(slots.response_b))
     if pair.reference and (pack is None or pack.self_generated or pack.task_type == "reasoning"):
-        evaluation = f"A: {quote_a} B: {quote_b} Chatbot {best} agrees with the solution; Chatbot {worse} does not."
-        sections = [element(TYPE, "Reasoning"), element(SOLUTION, escape(pair.reference)), element(EVAL, evaluation)]
+        named = f"Chatbot {best} agrees with the solution; Chatbot {worse} does not."
+        if evaluation == "per_quote":
+            judged = {best: "matches the solution.", worse: "does not match the solution."}
+            text = f"A: {quote_a} {judged['A']} B: {quote_b} {judged['B']} So {named}"
+        else:
+            text = f"A: {quote_a} B: {quote_b} {named}"
+        sections = [element(TYPE, "Reasoning"), element(SOLUTION, escape(pair.reference)), element(EVAL, text)]
         return "\n".join([*sections, answer(best)])
     criteria_pack = pack if pack is not None and not pack.self_generated else load_pack("chat")
     items = "\n".join(
@@ -420,12 +438,12 @@ def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None) -> str:
     )
     top = max(criteria_pack.criteria, key=lambda c: c.weight)
     rubric = f"\n{items}\n  {element(JUSTIFY, f' {criteria_pack.weights_justification} ')}\n"
-    evaluation = (
+    text = (
         f"\n  Chatbot A: {quote_a}\n  Chatbot B: {quote_b}\n  On {top.id}, the heaviest criterion, Chatbot "
         f"{best} does better ({top.good.rstrip('.').lower()}), while Chatbot {worse} falls short "
         f"({top.poor.rstrip('.').lower()}).\n"
     )
-    return "\n\n".join([element(TYPE, "Chat"), element(RUBRIC, rubric), element(EVAL, evaluation), answer(best)])
+    return "\n\n".join([element(TYPE, "Chat"), element(RUBRIC, rubric), element(EVAL, text), answer(best)])
 
 
 def _clip(text: str, width: int = 300) -> str:

@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/reasrm data build data_recipes/demo.yaml --output runs/data/demo --overwrite
-	$(VENV)/bin/reasrm distill stages/distill.yaml both_orders=false output=runs/demo/distill overwrite=true
+	$(VENV)/bin/reasrm distill stages/distill.yaml limit=96 both_orders=false teacher.template_eval=joint \
+		output=runs/demo/distill overwrite=true
 	$(VENV)/bin/reasrm rl stages/rl.yaml model=runs/demo/distill/final max_steps=3 gradient_accumulation_steps=1 \
 		eval_steps=0 output=runs/demo/rl overwrite=true $(ARGS)
 

@@ -1,8 +1,8 @@
 """Does stage two teach beyond one family? Stage one, then stage two on three seeds, per task family.
 
-    python bench/families.py                              # five families x 3 seeds (~10 h on 2 cores)
+    python bench/families.py                              # five families x 3 seeds (~12 h on 2 cores)
     python bench/families.py --families minimum --seeds 0 # one family, one seed
-    python bench/families.py --stage-one-only             # what stage one leaves on each family (~5 min each)
+    python bench/families.py --stage-one-only             # what stage one leaves on each family (~11 min each)
     python bench/families.py --distill both_orders=false  # a stage-one variant, the same RL after it
 
 Each family is one question whose worked reference the 135M student copies into its ``<solution>``

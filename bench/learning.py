@@ -9,7 +9,8 @@
     python bench/learning.py --only ours --rl seed=1  # +28 to +40 on seeds 0-2 in fp32 (docs/findings.md)
     python bench/learning.py --only ours --rl seed=1 --validate-mix --reuse  # and on the whole mix
 
-Through the project's own commands only: ``reasrm distill stages/distill.yaml`` (once), then two
+Through the project's own commands only: ``reasrm distill stages/distill.yaml both_orders=false
+teacher.template_eval=joint`` (once; a start that leaves stage two work on this family), then two
 ``reasrm rl stages/rl.yaml`` runs from that checkpoint, on the same data, steps and completions per step:
   ours    both slot orders in every batch, rewards [verdict, consistency, format, solution] (the shipped default);
   rm-r1   one slot order per pair (balanced, shuffled), the verdict reward alone (RM-R1's way).
@@ -128,7 +129,8 @@ def main() -> None:
             "stages/distill.yaml",
             data,
             f"limit={args.chains}",
-            "both_orders=false",  # one order leaves stage two something to teach on this family
+            "both_orders=false",  # one order and the joint chain leave stage two something to teach here
+            "teacher.template_eval=joint",
             f"validation_pairs={args.pairs}",
             f"validation_max_new_tokens={length}",
             f"output={out / 'distill'}",

@@ -61,7 +61,7 @@ class DistillConfig:
     model: str | None = option("The student: hub id or local HF folder; null = the embedded default.", None)
     recipe: str = option("Data recipe giving the training pairs (a name in data_recipes/ or a path).", "demo")
     recipe_params: dict = option("Parameters of the recipe.", factory=dict)
-    limit: int | None = option("Use at most this many training pairs (null: all).", 96, ge=1)
+    limit: int | None = option("Use at most this many training pairs (null: all).", 192, ge=1)
     prompt_format: str = option(
         "Prompt format for pairs without a rubric pack (real students: rm-r1-instruct).", "compact"
     )

@@ -125,7 +125,7 @@ class TeacherConfig:
         "template backend, pairs with a reference: 'joint' (after both quotes, one sentence names the response "
         "that agrees with the solution) or 'per_quote' (each quote judged against the solution right after it, "
         "the letter read off those judgments).",
-        "joint",
+        "per_quote",
     )
     hint_pass: bool = option("Pass 2: re-ask failed pairs with their failed chain and the verdict (RM-R1).", True)
     samples: int = option("Chains drawn per pair per pass (rejection sampling; > 1 needs temperature > 0).", 1, ge=1)
@@ -412,7 +412,7 @@ def report_lines(report: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None, evaluation: str = "joint") -> str:
+def template_chain(pair: Pair, slots: Shown, pack: RubricPack | None, evaluation: str = "per_quote") -> str:
     """A chain in the RM-R1 structure built from the pair: the pack's criteria (or the shipped ``chat``
     pack's for a pair without one) or, for reasoning packs and pairs with a reference, the reference as
     the solution; quotes of both responses; the label as the verdict. ``evaluation`` (``TEMPLATE_EVALS``,

@@ -256,6 +256,15 @@ def test_preflight_warns_on_a_sampled_start_that_leans_to_one_slot(a_rate, follo
     assert all(w in text for w in warned) and bool(text) == bool(warned), text
 
 
+@pytest.mark.parametrize("clipped, warned", [(0, False), (3, True)])
+def test_preflight_warns_when_sampled_chains_reach_the_cap_before_a_verdict(clipped, warned):
+    cfg = load_config("stages/rl.yaml", ["max_completion_length=128"], schema=RLConfig)
+    start = {"calls": 64, "valid": 64 - clipped, "a_rate": 0.5, "right": 0.9, "follows": 1.0, "constant": None}
+    text = " | ".join(start_warnings({**start, "clipped": clipped}, cfg))
+    assert ("3 of 64 sampled calls reached max_completion_length=128" in text) == warned, text
+    assert bool(text) == warned
+
+
 @pytest.mark.slow  # the verdict model trains for a while on 2 cores
 def test_sampled_start_reads_each_preflight_pair_in_both_orders(verdict_model, tmp_path):
     """The preflight's sampled pass on a real model whose every chain names "A": each pair judged in both
@@ -271,6 +280,7 @@ def test_sampled_start_reads_each_preflight_pair_in_both_orders(verdict_model, t
     assert start["calls"] == 24 and start["valid"] >= 20  # sampled at temperature 1: a chain may run out of room
     assert start["a_rate"] == 1.0 and start["constant"] == "A" and start["follows"] is None
     assert abs(start["right"] - 0.5) <= (24 - start["valid"]) / 24  # "A" is right in half the calls
+    assert start["clipped"] <= 24 - start["valid"]
     assert "ignores the content" in start_warnings(start, cfg)[0]
 
 

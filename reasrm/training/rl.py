@@ -357,8 +357,8 @@ def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
     """What the first rollouts will see: the preflight's pairs in both slot orders, ``SAMPLED_READINGS`` times
     each, sampled as GRPO samples (``temperature``, ``max_completion_length``): the A-rate of the valid
     verdicts (the labels are half A), the share right, the share whose verdict follows the judge's own
-    ``<solution>`` (None when no solution names a response), and whether the verdict named one slot whichever
-    response was chosen."""
+    ``<solution>`` (None when no solution names a response), whether the verdict named one slot whichever
+    response was chosen, and how many calls the cap clipped before a verdict."""
     from reasrm.backends import GenerationConfig
     from reasrm.training.validation import solution_slot
 
@@ -385,6 +385,10 @@ def sampled_start(model, tokenizer, prompt, sample, cfg: RLConfig) -> dict:
         "right": sum(v.choice == c.chosen_slot for _, c, v in valid) / len(calls) if calls else 0.0,
         "follows": sum(choice == slot for choice, slot in decided) / len(decided) if decided else None,
         "constant": constant_slot(choices, [c.chosen_slot for _, c, _ in valid]),
+        "clipped": sum(
+            c.completion_tokens >= cfg.max_completion_length and not parse_verdict(c.text, mode="strict").ok
+            for _, c in calls
+        ),
     }
     log.info(
         "preflight: sampled as the rollouts are (temperature %s, both orders, %d calls, %d valid): A-rate %s, "
@@ -403,11 +407,18 @@ def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
     """What the sampled start says about the run (:func:`sampled_start`): a verdict that ignores the content
     (one slot whatever was chosen); a lean to one slot without the ``solution`` reward (the verdict and
     consistency rewards cancel their pull on the slot between a pair's two orders, and such a start has
-    drifted to a constant verdict); a lean whose verdict does not follow its own solution (docs/findings.md)."""
-    warnings = []
+    drifted to a constant verdict); a lean whose verdict does not follow its own solution (docs/findings.md);
+    sampled chains the cap clipped before their verdict (each such rollout scores as invalid)."""
+    warnings, clipped = [], []
+    if start.get("clipped"):
+        clipped.append(
+            f"{start['clipped']} of {start['calls']} sampled calls reached max_completion_length="
+            f"{cfg.max_completion_length} before a verdict, and such rollouts score as invalid: raise "
+            "max_completion_length"
+        )
     a_rate, follows = start["a_rate"], start["follows"]
     if a_rate is None:
-        return warnings
+        return clipped
     slot, share = ("A", a_rate) if a_rate > 0.5 else ("B", 1 - a_rate)
     if start["constant"] and cfg.both_orders:
         warnings.append(
@@ -426,7 +437,7 @@ def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
             f"the verdict follows the judge's own solution in only {follows:.0%} of sampled calls: stage two has "
             "not moved such a start (docs/findings.md); distill with both_orders=true first"
         )
-    return warnings
+    return warnings + clipped
 
 
 def _responses(pair, chosen_slot: str) -> tuple[str, str]:

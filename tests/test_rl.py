@@ -265,6 +265,22 @@ def test_preflight_warns_when_sampled_chains_reach_the_cap_before_a_verdict(clip
     assert bool(text) == warned
 
 
+@pytest.mark.parametrize(
+    "right, overrides, hinted",
+    [
+        (0.94, [], True),
+        (0.86, [], False),
+        (0.94, ["filter_pass_rate=[0.0,0.75]"], False),  # already training on the pairs it misses
+    ],
+)
+def test_preflight_names_the_difficulty_filter_for_a_start_already_right(right, overrides, hinted):
+    cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
+    start = {"calls": 64, "valid": 64, "a_rate": 0.53, "right": right, "follows": 0.94, "constant": None}
+    text = " | ".join(start_warnings(start, cfg))
+    assert (f"already right in {right:.0%} of calls" in text and "filter_pass_rate=[0.0,0.75]" in text) == hinted
+    assert bool(text) == hinted, text
+
+
 @pytest.mark.slow  # the verdict model trains for a while on 2 cores
 def test_sampled_start_reads_each_preflight_pair_in_both_orders(verdict_model, tmp_path):
     """The preflight's sampled pass on a real model whose every chain names "A": each pair judged in both

@@ -18,7 +18,9 @@ reports the judge's ``<solution>`` naming the chosen response (``solution``), it
 (``follows``), right in both orders, the A-rate and the flip rate (``reasrm.training.validation``). The
 table: per family the stage-one figures, and per seed the gain in right-in-both-orders with a paired
 bootstrap 95% interval, the A-rate and flip rate before -> after, and whether the issue's target is met
-(after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower, or 0).
+(after >= 0.60 or gain >= +0.30 with the interval above 0; A-rate within 0.5 +/- 0.15; flip lower, or 0);
+``trained``: the pairs stage two trained on (all, or those the difficulty filter kept: ``strong_start``
+switches it on for a start the preflight samples right in over 90% of calls).
 ``--reuse`` takes a run whose folder already holds ``eval.json``; ``--report`` runs nothing and prints the
 table of the runs already there (and which are missing). A finished run (stage one or two) keeps ``final/``,
 ``eval.json`` and its per-step log (``trainer_state.json``); its resumable ``checkpoint-*`` folders (model and
@@ -59,6 +61,16 @@ def drop_checkpoints(run: Path) -> None:
         shutil.rmtree(checkpoint)
 
 
+def trained_on(run: Path) -> str:
+    """The training pairs stage two kept: all, or the difficulty filter's count (``filter_pass_rate``, or
+    ``strong_start`` switching it on)."""
+    report = run / "filter.json"
+    if not report.exists():
+        return "all"
+    counts = json.loads(report.read_text(encoding="utf-8"))
+    return f"{counts['kept']}/{counts['pairs']}"
+
+
 def fmt(value, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -94,7 +106,7 @@ def main() -> None:
         start = measured(distilled)
         if set(start["after"].get("by_family") or {family: 0}) != {family}:
             sys.exit(f"{distilled}: validated on {sorted(start['after']['by_family'])}, not {family} alone")
-        rows.append((family, "stage one", start["before"], start["after"]))
+        rows.append((family, "stage one", "-", start["before"], start["after"]))
         if args.stage_one_only:
             continue
         for seed in args.seeds.split(","):
@@ -117,13 +129,13 @@ def main() -> None:
                 if not args.keep_checkpoints:
                     drop_checkpoints(run)
             after = measured(run)
-            rows.append((family, f"rl seed {seed}", after["before"], after["after"]))
+            rows.append((family, f"rl seed {seed}", trained_on(run), after["before"], after["after"]))
     print(f"\n{len(rows)} runs; per family its held-out pairs (up to 100) in both orders, greedy")
     print(
-        f"  {'family':<12} {'run':<12} {'pairs':>5} {'solution':>9} {'follows':>15} {'both-right':>15} "
+        f"  {'family':<12} {'run':<12} {'trained':>7} {'pairs':>5} {'solution':>9} {'follows':>15} {'both-right':>15} "
         f"{'gain, 95% CI':>26} {'A-rate':>15} {'flip':>15}  target"
     )
-    for family, name, before, after in rows:
+    for family, name, trained, before, after in rows:
         gain, low, high = paired_gain(before["right"], after["right"])
         flip_after = after.get("flip_rate") or 0
         flip_lower = flip_after < (before.get("flip_rate") or 1) or flip_after == 0  # none left to lower
@@ -132,7 +144,7 @@ def main() -> None:
         met = met and abs(a_rate - 0.5) <= 0.15 and flip_lower
         target = "-" if name == "stage one" else "met" if met else "not met"
         print(
-            f"  {family:<12} {name:<12} {after['pairs']:>5} {fmt(after.get('solution_right')):>9} "
+            f"  {family:<12} {name:<12} {trained:>7} {after['pairs']:>5} {fmt(after.get('solution_right')):>9} "
             f"{fmt(before.get('follows'))} -> {fmt(after.get('follows'))} "
             f"{fmt(before['both_right'])} -> {fmt(after['both_right'])} "
             f"{gain:+.3f} [{low:+.3f}, {high:+.3f}] "

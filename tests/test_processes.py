@@ -147,6 +147,34 @@ def test_rl_with_validation_every_step_under_two_processes(verdict_model, tmp_pa
     assert log.count("whichever response was chosen: the verdict ignores the content") == 1
 
 
+def test_rl_strong_start_switch_under_two_processes_and_on_resume(verdict_model, tmp_path):
+    """``strong_start`` under 2 processes: every rank reads the same sampled start and switches to the
+    difficulty filter and at most its steps, the main process logs it once and writes preflight.json; a resumed
+    run (no preflight) trains as the run it continues, from that file."""
+    out = tmp_path / "rl"
+    args = [*RL, f"model={verdict_model}", "per_device_train_batch_size=4", "validation_pairs=0", f"output={out}"]
+    # The verdict model names "A" whatever the content: right in half the calls, over strong_start=0.
+    result = launch([*args, "strong_start=0", "max_steps=2", "save_steps=1"])
+    log = result.stdout + result.stderr
+    assert (
+        log.count("training on the pairs it still misses, filter_pass_rate=[0.0,0.75] filter_samples=2 max_steps=2")
+        == 1
+    )
+    assert log.count("difficulty filter: kept 8 of 8 pairs") == 1  # each pair right in one order of two: 0.5
+    start = json.loads((out / "preflight.json").read_text())
+    assert start["a_rate"] == 1.0 and start["constant"] == "A"
+    assert json.loads((out / "filter.json").read_text())["kept"] == 8
+    assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["max_steps"] == 2
+    result = launch([*args, "strong_start=0", "max_steps=3", "save_steps=1", "resume=true"])
+    log = result.stdout + result.stderr
+    assert "sampled as the rollouts are" not in log  # no preflight on resume
+    assert (
+        log.count("training on the pairs it still misses, filter_pass_rate=[0.0,0.75] filter_samples=2 max_steps=3")
+        == 1
+    )
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+
 def losses(folder: Path) -> list[float]:
     state = json.loads((folder / "trainer_state.json").read_text())
     return [h["loss"] for h in state["log_history"] if "loss" in h]

@@ -8,7 +8,7 @@ from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError
 from reasrm.training.rewards import REWARDS, consistency_reward, format_score
-from reasrm.training.rl import RLConfig, constant_slot, grpo_rows, start_warnings
+from reasrm.training.rl import RLConfig, constant_slot, grpo_rows, start_warnings, strong_start_settings
 
 A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
 B = A.replace("[[A]]", "[[B]]")
@@ -268,17 +268,41 @@ def test_preflight_warns_when_sampled_chains_reach_the_cap_before_a_verdict(clip
 @pytest.mark.parametrize(
     "right, overrides, hinted",
     [
-        (0.94, [], True),
-        (0.86, [], False),
-        (0.94, ["filter_pass_rate=[0.0,0.75]"], False),  # already training on the pairs it misses
+        (0.94, ["strong_start=null"], True),
+        (0.86, ["strong_start=null"], False),
+        (0.94, [], False),  # the shipped strong_start trains on the pairs it misses
+        (0.94, ["strong_start=null", "filter_pass_rate=[0.0,0.75]"], False),  # so does the filter
     ],
 )
-def test_preflight_names_the_difficulty_filter_for_a_start_already_right(right, overrides, hinted):
+def test_preflight_names_strong_start_for_a_start_already_right_without_it(right, overrides, hinted):
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     start = {"calls": 64, "valid": 64, "a_rate": 0.53, "right": right, "follows": 0.94, "constant": None}
     text = " | ".join(start_warnings(start, cfg))
-    assert (f"already right in {right:.0%} of calls" in text and "filter_pass_rate=[0.0,0.75]" in text) == hinted
+    assert (f"already right in {right:.0%} of calls" in text and "strong_start=0.9" in text) == hinted
     assert bool(text) == hinted, text
+
+
+SWITCHED = {"filter_pass_rate": [0.0, 0.75], "filter_samples": 2, "max_steps": 8}
+
+
+@pytest.mark.parametrize(
+    "right, overrides, settings",
+    [
+        (0.94, [], SWITCHED),
+        (0.90, [], {}),  # not over the threshold
+        (0.86, [], {}),
+        (0.86, ["strong_start=0.8"], SWITCHED),
+        (0.94, ["strong_start=null"], {}),
+        (0.94, ["filter_pass_rate=[0.1,0.9]"], {}),  # the user's own filter stands
+        (0.94, ["max_steps=4"], {**SWITCHED, "max_steps": 4}),  # never more steps than configured
+        (0.94, ["max_steps=-1"], SWITCHED),
+        (None, [], {}),  # no preflight, no sampled start
+    ],
+)
+def test_strong_start_trains_a_start_already_right_on_the_pairs_it_misses(right, overrides, settings):
+    cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
+    start = None if right is None else {"calls": 64, "valid": 64, "a_rate": 0.5, "right": right, "follows": 1.0}
+    assert strong_start_settings(start, cfg) == settings
 
 
 @pytest.mark.slow  # the verdict model trains for a while on 2 cores

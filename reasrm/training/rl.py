@@ -10,10 +10,11 @@
    (the stage's ``rubric``, else the pair's pack, else the checkpoint's card pack, else its prompt format).
 2. Before training, what cannot teach anything is refused (``preflight``): a starting model that writes no
    strict verdict on a sample of the training prompts (every reward would be -1), or chains longer than
-   ``max_completion_length`` (every completion clipped before its verdict). Optionally, the difficulty
-   filter samples each pair ``filter_samples`` times and keeps those whose pass rate lies inside
-   ``filter_pass_rate``: a group whose completions all score the same has zero reward variance and
-   teaches nothing.
+   ``max_completion_length`` (every completion clipped before its verdict); the preflight's sampled start is
+   kept in ``preflight.json``. The difficulty filter samples each pair ``filter_samples`` times and keeps
+   those whose pass rate lies inside ``filter_pass_rate``: a group whose completions all score the same has
+   zero reward variance and teaches nothing. It is on by itself for a start the preflight samples right in
+   over ``strong_start`` of its calls, with one short pass over the pairs it keeps (``STRONG_START_SETTINGS``).
 3. The rewards by name with weights (``rewards``, ``reward_weights``; :mod:`reasrm.training.rewards`).
 4. Held-out validation at the start, every ``eval_steps`` steps and at the end
    (:mod:`reasrm.training.validation`): ``validation.jsonl``, the trainer's loggers, ``curves.png``, and a
@@ -39,7 +40,7 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reasrm import processes
@@ -88,12 +89,22 @@ RESULT_KEYS = (
     "max_completion_length",
     "filter_pass_rate",
     "filter_samples",
+    "strong_start",
     "validation_pairs",
 )
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 ROLLOUTS = ("trl", "vllm")
 LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
+# What stage two trains as on a start already right in most sampled calls (``strong_start``): the difficulty
+# filter keeps the pairs some sampled call misses, and one short pass over them; from such starts the
+# 16 steps over every pair moved right in both orders by at most +0.01 (docs/findings.md).
+STRONG_START_SETTINGS = {"filter_pass_rate": [0.0, 0.75], "filter_samples": 2, "max_steps": 8}
+
+
+def overrides_text(settings: dict) -> str:
+    """``settings`` as command-line overrides: ``filter_pass_rate=[0.0,0.75] max_steps=8``."""
+    return " ".join(f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in settings.items())
 
 
 @dataclass
@@ -173,6 +184,14 @@ class RLConfig:
         None,
     )
     filter_samples: int = option("Difficulty filter: samples per pair and order.", 4, ge=1)
+    strong_start: float | None = option(
+        "Where the preflight's sampled start is right in more than this share of calls and filter_pass_rate is "
+        f"null, train on the pairs it still misses: {overrides_text(STRONG_START_SETTINGS)} "
+        "(max_steps: at most that many). null = off (the preflight then only names the setting).",
+        0.9,
+        ge=0,
+        le=1,
+    )
     validation_pairs: int = option("Held-out pairs validated in both orders (0 = no validation).", 100, ge=0)
     eval_steps: int = option("Validate every this many steps (0 = only at the start and the end).", 5, ge=0)
     gradient_checkpointing: bool = option("Trade compute for memory (large judges on GPUs).", False)
@@ -309,11 +328,11 @@ def judged(model, tokenizer, prompt, jobs, settings, both_orders: bool = False) 
     return processes.gather(out if mine else [])
 
 
-def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
+def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> dict:
     """Refuse a run that cannot learn: sample ``preflight_pairs`` training prompts, judge them greedily with
     twice ``max_completion_length`` of room, and check that some verdict is valid and that no chain a
     valid verdict ends is longer than ``max_completion_length``. Then sample the same pairs in both orders as
-    the rollouts will (:func:`sampled_start`) and log what that start says (:func:`start_warnings`)."""
+    the rollouts will (:func:`sampled_start`), log what that start says (:func:`start_warnings`) and return it."""
     from reasrm.backends import GenerationConfig
 
     sample = random.Random(cfg.seed).sample(jobs, min(cfg.preflight_pairs, len(jobs)))
@@ -344,13 +363,13 @@ def preflight(model, tokenizer, prompt, jobs, cfg: RLConfig) -> None:
             f"on sampled training prompts ({max(lengths)} tokens): such completions are clipped before their verdict "
             f"and every one scores -1. Set max_completion_length={need} (or preflight=false)"
         )
-    warnings = start_warnings(sampled_start(model, tokenizer, prompt, sample, cfg), cfg)  # every rank samples
+    start = sampled_start(model, tokenizer, prompt, sample, cfg)  # every rank samples, every rank gets it all
     if processes.is_main():
-        for warning in warnings:
+        for warning in start_warnings(start, cfg):
             log.warning("preflight: %s", warning)
+    return start
 
 
-STRONG_START = 0.9  # sampled right above it (three families): 16 steps moved right in both orders by <= +0.01
 SAMPLED_READINGS = 4  # samples of each pair and order: one each read 3 to 11 of 16 right on the same pairs
 
 
@@ -409,8 +428,9 @@ def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
     (one slot whatever was chosen); a lean to one slot without the ``solution`` reward (the verdict and
     consistency rewards cancel their pull on the slot between a pair's two orders, and such a start has
     drifted to a constant verdict); a lean whose verdict does not follow its own solution (docs/findings.md);
-    a start already right in most sampled calls without the difficulty filter (most groups score alike and
-    teach nothing); sampled chains the cap clipped before their verdict (each such rollout scores as invalid)."""
+    a start already right in most sampled calls with neither the difficulty filter nor ``strong_start`` (most
+    groups score alike and teach nothing); sampled chains the cap clipped before their verdict (each such
+    rollout scores as invalid)."""
     warnings, clipped = [], []
     if start.get("clipped"):
         clipped.append(
@@ -439,14 +459,25 @@ def start_warnings(start: dict, cfg: RLConfig) -> list[str]:
             f"the verdict follows the judge's own solution in only {follows:.0%} of sampled calls: stage two has "
             "not moved such a start (docs/findings.md); distill with both_orders=true first"
         )
-    if start["right"] > STRONG_START and cfg.filter_pass_rate is None:
+    if start["right"] > RLConfig.strong_start and cfg.strong_start is None and cfg.filter_pass_rate is None:
         warnings.append(
             f"the sampled verdicts are already right in {start['right']:.0%} of calls: most groups will score alike "
-            "and teach nothing, and from such starts 16 steps at the shipped settings moved right in both orders by "
-            "at most +0.01 (docs/findings.md); to train on the pairs it still misses: filter_pass_rate=[0.0,0.75] "
-            "filter_samples=2 max_steps=8"
+            "and teach nothing, and from such starts 16 steps over every pair moved right in both orders by at most "
+            f"+0.01 (docs/findings.md); to train on the pairs it still misses: strong_start={RLConfig.strong_start}"
         )
     return warnings + clipped
+
+
+def strong_start_settings(start: dict | None, cfg: RLConfig) -> dict:
+    """The settings stage two trains with in place of ``cfg``'s on a start the preflight sampled right in more
+    than ``strong_start`` of its calls (:data:`STRONG_START_SETTINGS`, never more steps than ``max_steps``);
+    empty when it does not apply (``strong_start`` or the preflight off, or a difficulty filter set)."""
+    if start is None or cfg.strong_start is None or cfg.filter_pass_rate is not None:
+        return {}
+    if start["right"] <= cfg.strong_start:
+        return {}
+    steps = STRONG_START_SETTINGS["max_steps"]
+    return {**STRONG_START_SETTINGS, "max_steps": steps if cfg.max_steps == -1 else min(steps, cfg.max_steps)}
 
 
 def _responses(pair, chosen_slot: str) -> tuple[str, str]:
@@ -463,7 +494,7 @@ def constant_slot(choices: list[str], chosen: list[str]) -> str | None:
 
 def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Path) -> list:
     """Keep the pairs whose pass rate over ``filter_samples`` sampled completions per order lies inside
-    ``filter_pass_rate``; write the counts to ``filter.json``."""
+    ``filter_pass_rate`` (possibly none); write the counts to ``filter.json``."""
     from reasrm.backends import GenerationConfig
 
     low, high = cfg.filter_pass_rate
@@ -494,8 +525,6 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
         counts["too_easy"],
         counts["too_hard"],
     )
-    if not kept:
-        raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in [{low}, {high}] ({output}/filter.json)")
     return kept
 
 
@@ -517,10 +546,35 @@ def run(cfg: RLConfig) -> Path:
     tokenizer = load_tokenizer(cfg.model)
     args = grpo_args(cfg, output)
     model = load_model(cfg.model)
+    # The preflight's sampled start, kept in preflight.json: a resumed run trains as the run it continues.
+    sampled, start_file = None, output / "preflight.json"
     if cfg.preflight and not resume:
-        preflight(model, tokenizer, prompt, jobs, cfg)
+        sampled = preflight(model, tokenizer, prompt, jobs, cfg)
+        processes.on_main(lambda: start_file.write_text(json.dumps(sampled, indent=2) + "\n", encoding="utf-8"))
+    elif resume:
+        sampled = processes.on_main(lambda: json.loads(start_file.read_text()) if start_file.exists() else None)
+    configured, switched = cfg, strong_start_settings(sampled, cfg)
+    if switched:
+        cfg = replace(cfg, **switched)
+        if processes.is_main():
+            log.warning(
+                "preflight: the sampled verdicts are already right in %.0f%% of calls (over strong_start=%s): "
+                "training on the pairs it still misses, %s (strong_start=null: every pair)",
+                100 * sampled["right"],
+                configured.strong_start,
+                overrides_text(switched),
+            )
     if cfg.filter_pass_rate is not None:
-        jobs = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
+        kept = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
+        if not kept and not switched:
+            band = "[{}, {}]".format(*cfg.filter_pass_rate)
+            raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in {band} ({output}/filter.json)")
+        if not kept:  # every sampled call was right: nothing to single out, the configured run on every pair
+            if processes.is_main():
+                log.warning("rl: the strong-start filter kept no pair; training on every pair as configured")
+            cfg = configured
+        jobs = kept or jobs
+    args.max_steps = cfg.max_steps
     rows = grpo_rows(prompt, jobs, cfg.both_orders, cfg.seed)
     log.info(
         "rl: %d pairs, %d prompts (%s); training %s",

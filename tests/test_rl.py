@@ -8,7 +8,14 @@ from reasrm.cli import main
 from reasrm.config import load_config
 from reasrm.errors import ReasrmConfigError
 from reasrm.training.rewards import REWARDS, consistency_reward, format_score
-from reasrm.training.rl import RLConfig, constant_slot, grpo_rows, start_warnings, strong_start_settings
+from reasrm.training.rl import (
+    RLConfig,
+    after_filter,
+    constant_slot,
+    grpo_rows,
+    start_warnings,
+    strong_start_settings,
+)
 
 A = "<type>Reasoning</type><solution>2</solution><eval>A says 2</eval><answer>[[A]]</answer>"
 B = A.replace("[[A]]", "[[B]]")
@@ -303,6 +310,23 @@ def test_strong_start_trains_a_start_already_right_on_the_pairs_it_misses(right,
     cfg = load_config("stages/rl.yaml", overrides, schema=RLConfig)
     start = None if right is None else {"calls": 64, "valid": 64, "a_rate": 0.5, "right": right, "follows": 1.0}
     assert strong_start_settings(start, cfg) == settings
+
+
+def test_a_strong_start_filter_that_keeps_no_pair_trains_every_pair_as_configured(tmp_path):
+    """Every sampled call right: the switch's filter singles out nothing, and the run is the configured one
+    (every pair, its own steps); a filter of the user's own that keeps nothing stops with the band named."""
+    from dataclasses import replace
+
+    configured = load_config("stages/rl.yaml", [], schema=RLConfig)
+    start = {"calls": 64, "valid": 64, "a_rate": 0.5, "right": 1.0, "follows": 1.0}
+    switched = replace(configured, **strong_start_settings(start, configured))
+    jobs = ["pair 1", "pair 2", "pair 3"]
+    assert switched.max_steps == 8 and configured.max_steps == 16
+    assert after_filter(["pair 2"], jobs, switched, configured, tmp_path) == (switched, ["pair 2"])
+    assert after_filter([], jobs, switched, configured, tmp_path) == (configured, jobs)
+    own = load_config("stages/rl.yaml", ["filter_pass_rate=[0.1,0.9]"], schema=RLConfig)
+    with pytest.raises(ReasrmConfigError, match=r"'filter_pass_rate': no pair's pass rate is in \[0.1, 0.9\]"):
+        after_filter([], jobs, own, own, tmp_path)
 
 
 @pytest.mark.slow  # the verdict model trains for a while on 2 cores

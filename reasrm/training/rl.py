@@ -528,6 +528,21 @@ def difficulty_filter(model, tokenizer, prompt, jobs, cfg: RLConfig, output: Pat
     return kept
 
 
+def after_filter(kept: list, jobs: list, cfg: RLConfig, configured: RLConfig, output: Path) -> tuple:
+    """The settings and pairs stage two trains with after the difficulty filter kept ``kept`` of ``jobs``:
+    ``cfg`` on the kept pairs. When it kept none, a filter of the user's own (``configured`` has it) stops the
+    run; the ``strong_start`` switch's filter falls back to ``configured`` on every pair (each sampled call
+    was right: no pair to single out)."""
+    if kept:
+        return cfg, kept
+    if configured.filter_pass_rate is not None:
+        band = "[{}, {}]".format(*cfg.filter_pass_rate)
+        raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in {band} ({output}/filter.json)")
+    if processes.is_main():
+        log.warning("rl: the strong-start filter kept no pair; training on every pair as configured")
+    return configured, jobs
+
+
 def run(cfg: RLConfig) -> Path:
     """GRPO with the configured rewards; returns ``output/final`` (a judge checkpoint with its card)."""
     from reasrm.training.callbacks import HeldOutValidation
@@ -566,14 +581,7 @@ def run(cfg: RLConfig) -> Path:
             )
     if cfg.filter_pass_rate is not None:
         kept = difficulty_filter(model, tokenizer, prompt, jobs, cfg, output)
-        if not kept and not switched:
-            band = "[{}, {}]".format(*cfg.filter_pass_rate)
-            raise ReasrmConfigError(f"'filter_pass_rate': no pair's pass rate is in {band} ({output}/filter.json)")
-        if not kept:  # every sampled call was right: nothing to single out, the configured run on every pair
-            if processes.is_main():
-                log.warning("rl: the strong-start filter kept no pair; training on every pair as configured")
-            cfg = configured
-        jobs = kept or jobs
+        cfg, jobs = after_filter(kept, jobs, cfg, configured, output)
     args.max_steps = cfg.max_steps
     rows = grpo_rows(prompt, jobs, cfg.both_orders, cfg.seed)
     log.info(
